@@ -1,0 +1,26 @@
+//! The contract of `DescribeDomainRealTimeSrcTrafficData`, shared by the batch job and the API
+//! function.
+//!
+//! - [`api`]: request parsing and validation, the error codes, JSON and XML rendering. No I/O.
+//! - [`time`]: minutes and days since the Unix epoch, and the API's time format.
+//! - [`domain`]: host names as the API and the logs accept them.
+//! - [`bucket`]: the per-(domain, UTC day) object of 1,440 minute totals.
+//! - [`store`]: the narrow storage port, its local-directory and in-memory implementations, the
+//!   object key layout and the ingest watermark.
+//! - [`query`]: answers a checked request from the store.
+//! - [`clock`]: the data clock ("now"), real or fixed.
+
+pub mod api;
+pub mod bucket;
+pub mod clock;
+pub mod domain;
+pub mod query;
+pub mod store;
+pub mod time;
+
+pub use api::error::ApiError;
+pub use api::request::{Format, Interval, QueryRequest, RawRequest};
+pub use clock::Clock;
+pub use domain::{DomainList, DomainName};
+pub use store::{Store, StoreError};
+pub use time::{Day, Minute};

@@ -1,0 +1,203 @@
+//! Answers a checked request from the store: read every needed (domain, day) bucket at once,
+//! sum over domains, roll minutes up to the interval, zero-fill up to the watermark and leave out
+//! the slots after it, so "no traffic" (0) and "not yet known" (absent) never look alike.
+
+use crate::api::render::Point;
+use crate::api::request::QueryRequest;
+use crate::bucket::DayBucket;
+use crate::store::{Store, StoreError, keys, watermark};
+use crate::time::{Day, MINUTES_PER_DAY, Minute};
+
+/// Computes the series for a request.
+pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>, StoreError> {
+    let Some(mark) = watermark::read(store).await? else {
+        return Ok(Vec::new());
+    };
+    let step = req.interval.minutes();
+    let first = req.first_slot();
+    let last = req.last_slot().min(req.interval.floor(mark));
+    if last < first {
+        return Ok(Vec::new());
+    }
+    let slots = ((last.0 - first.0) / step + 1) as usize;
+    // The minutes that feed those slots; a slot holds its whole interval.
+    let (lo, hi) = (first, Minute(last.0 + step - 1));
+
+    let days: Vec<Day> = (lo.day().0..=hi.day().0).map(Day).collect();
+    let mut wanted = Vec::with_capacity(days.len() * req.domains.names().len());
+    for d in req.domains.names() {
+        for &day in &days {
+            wanted.push(keys::bucket(day, d));
+        }
+    }
+    let objects = store.get_many(&wanted).await?;
+
+    let mut totals = vec![0u64; slots];
+    for (key, obj) in wanted.iter().zip(objects) {
+        let Some(bytes) = obj else { continue };
+        let bucket = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        let day_start = bucket.day.first_minute().0;
+        let from = lo.0.max(day_start);
+        let to = hi.0.min(day_start + MINUTES_PER_DAY - 1);
+        for m in from..=to {
+            let slot = ((m - first.0) / step) as usize;
+            let v = bucket.minutes[(m - day_start) as usize];
+            totals[slot] = totals[slot].saturating_add(v);
+        }
+    }
+    Ok(totals
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| Point { slot: Minute(first.0 + i as i64 * step), bytes })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::request::{Interval, parse_request, RawRequest, ACTION};
+    use crate::bucket::{MINUTES, RunId};
+    use crate::domain::DomainName;
+    use crate::store::{MemoryStore, Precondition};
+    use crate::time::ApiTime;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const NOW: i64 = 1_576_022_400; // 2019-12-11T00:00:00Z
+
+    /// Writes minute totals straight into buckets, as the batch would.
+    async fn fill(store: &MemoryStore, data: &BTreeMap<(String, i64), u64>) {
+        let mut buckets: BTreeMap<String, DayBucket> = BTreeMap::new();
+        for ((domain, minute), bytes) in data {
+            let m = Minute(*minute);
+            let d = DomainName::parse(domain).unwrap();
+            let b = buckets.entry(keys::bucket(m.day(), &d)).or_insert_with(|| DayBucket::new(d, m.day()));
+            b.minutes[m.minute_of_day()] += bytes;
+        }
+        for (k, b) in buckets {
+            store.put(&k, b.encode(), Precondition::None).await.unwrap();
+        }
+        if let Some(mark) = data.keys().map(|(_, m)| *m).max() {
+            watermark::advance(store, Minute(mark)).await.unwrap();
+        }
+    }
+
+    fn request(domains: &str, start: i64, end: i64, interval: Option<Interval>) -> QueryRequest {
+        let mut q = format!(
+            "Action={ACTION}&DomainName={domains}&StartTime={}&EndTime={}",
+            ApiTime::from_unix_seconds(start),
+            ApiTime::from_unix_seconds(end)
+        );
+        if let Some(iv) = interval {
+            q.push_str(&format!("&Interval={}", iv.seconds()));
+        }
+        parse_request(&RawRequest { method: "GET", query: Some(&q), ..Default::default() }, NOW).1.unwrap()
+    }
+
+    fn m(s: &str) -> i64 {
+        ApiTime::parse(s).unwrap().minute().0
+    }
+
+    #[tokio::test]
+    async fn domains_are_summed_and_minutes_rolled_up() {
+        let s = MemoryStore::new();
+        let mut data = BTreeMap::new();
+        data.insert(("a.com".to_owned(), m("2019-12-10T20:00:00Z")), 1);
+        data.insert(("a.com".to_owned(), m("2019-12-10T20:04:00Z")), 2);
+        data.insert(("b.com".to_owned(), m("2019-12-10T20:05:00Z")), 4);
+        data.insert(("c.com".to_owned(), m("2019-12-10T20:05:00Z")), 100);
+        fill(&s, &data).await;
+        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
+        let pts = series(&s, &request("a.com,b.com", start, start + 600, Some(Interval::FiveMinutes))).await.unwrap();
+        let got: Vec<u64> = pts.iter().map(|p| p.bytes).collect();
+        // 20:00 holds 20:00..20:04; 20:05 holds 20:05..20:09; 20:10 is after the watermark.
+        assert_eq!(got, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn slots_are_zero_filled_up_to_the_watermark_and_absent_after_it() {
+        let s = MemoryStore::new();
+        let mut data = BTreeMap::new();
+        data.insert(("a.com".to_owned(), m("2019-12-10T20:02:00Z")), 5);
+        fill(&s, &data).await;
+        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
+        let pts = series(&s, &request("a.com", start, start + 600, None)).await.unwrap();
+        let got: Vec<(String, u64)> = pts.iter().map(|p| (p.slot.to_string(), p.bytes)).collect();
+        assert_eq!(got, [
+            ("2019-12-10T20:00:00Z".to_owned(), 0),
+            ("2019-12-10T20:01:00Z".to_owned(), 0),
+            ("2019-12-10T20:02:00Z".to_owned(), 5),
+        ]);
+    }
+
+    #[tokio::test]
+    async fn an_empty_store_answers_no_slots() {
+        let s = MemoryStore::new();
+        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
+        assert!(series(&s, &request("a.com", start, start + 60, None)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_bucket_is_an_error_naming_its_key() {
+        let s = MemoryStore::new();
+        let d = DomainName::parse("a.com").unwrap();
+        let mut b = DayBucket::new(d.clone(), Minute(m("2019-12-10T00:00:00Z")).day());
+        b.apply(RunId([0; 16]), &[1; MINUTES]);
+        let mut bytes = b.encode();
+        bytes[100] ^= 1;
+        s.put(&keys::bucket(b.day, &d), bytes, Precondition::None).await.unwrap();
+        watermark::advance(&s, Minute(m("2019-12-10T23:00:00Z"))).await.unwrap();
+        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
+        let err = series(&s, &request("a.com", start, start + 60, None)).await.unwrap_err();
+        assert!(err.to_string().contains("buckets/2019-12-10/a.com.bkt"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn returned_slots_sum_to_the_stored_minutes_in_range(
+            lines in proptest::collection::vec((0usize..4, 0i64..(3 * 1440), 0u64..1_000_000), 0..200),
+            start_off in 0i64..(3 * 1440),
+            len in 1i64..(3 * 1440),
+            iv in prop_oneof![Just(Interval::Minute), Just(Interval::FiveMinutes), Just(Interval::Hour), Just(Interval::Day)],
+            ndomains in 1usize..4,
+        ) {
+            let base = m("2019-12-07T00:00:00Z");
+            let names = ["a.com", "b.com", "c.com", "d.com"];
+            let mut data: BTreeMap<(String, i64), u64> = BTreeMap::new();
+            for (d, off, bytes) in &lines {
+                *data.entry((names[*d].to_owned(), base + off)).or_default() += bytes;
+            }
+            let start = (base + start_off) * 60;
+            let end = start + len * 60;
+            let req = request(&names[..ndomains].join(","), start, end, Some(iv));
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let pts = rt.block_on(async {
+                let s = MemoryStore::new();
+                fill(&s, &data).await;
+                series(&s, &req).await.unwrap()
+            });
+            let mark = data.keys().map(|(_, m)| *m).max();
+            let step = iv.minutes();
+            let lo = req.first_slot().0;
+            let hi = match mark {
+                Some(mark) => req.last_slot().0.min(iv.floor(Minute(mark)).0) + step - 1,
+                None => lo - 1,
+            };
+            let expected: u64 = data.iter()
+                .filter(|((d, m), _)| names[..ndomains].contains(&d.as_str()) && (lo..=hi).contains(m))
+                .map(|(_, b)| b)
+                .sum();
+            prop_assert_eq!(pts.iter().map(|p| p.bytes).sum::<u64>(), expected);
+            for w in pts.windows(2) {
+                prop_assert_eq!(w[1].slot.0 - w[0].slot.0, step);
+            }
+            if let (Some(p), Some(mark)) = (pts.last(), mark) {
+                prop_assert!(p.slot.0 <= mark);
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The embedded default: a directory on local disk.
+//!
+//! Writes are atomic (temporary file in the same directory, fsync, rename, fsync of the
+//! directory) and conditional writes are serialised across processes by advisory file locks
+//! (`flock`) on a fixed set of lock stripes under `.locks/`, so the file count stays bounded and
+//! lock files never need deleting. Readers take no lock: a rename is atomic.
+
+use super::{Precondition, Store, StoreError, Version, Versioned, keys};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const LOCK_STRIPES: u64 = 64;
+/// Above this many keys, `get_many` spreads reads over several blocking tasks.
+const KEYS_PER_TASK: usize = 32;
+
+/// A store in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: Arc<PathBuf>,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl AsRef<Path>) -> Result<LocalStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let io = |source| StoreError::Io { key: root.display().to_string(), source };
+        fs::create_dir_all(root.join(".locks")).map_err(io)?;
+        Ok(LocalStore { root: Arc::new(root) })
+    }
+
+    /// The directory this store lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if !keys::is_valid(key) {
+            return Err(StoreError::InvalidKey(key.to_owned()));
+        }
+        Ok(self.root.join(key))
+    }
+
+    /// Reads an object, blocking.
+    pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.path(key)?) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { key: key.to_owned(), source }),
+        }
+    }
+
+    fn lock(&self, key: &str) -> Result<File, StoreError> {
+        let stripe = u64::from(crc32fast::hash(key.as_bytes())) % LOCK_STRIPES;
+        let path = self.root.join(".locks").join(format!("{stripe:02}"));
+        let io = |source| StoreError::Io { key: key.to_owned(), source };
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+
+    /// Writes an object if the precondition holds, blocking.
+    pub fn put_blocking(&self, key: &str, bytes: &[u8], when: &Precondition) -> Result<Version, StoreError> {
+        let path = self.path(key)?;
+        let io = |source| StoreError::Io { key: key.to_owned(), source };
+        let _guard = self.lock(key)?;
+        let current = self.get_blocking(key)?;
+        let holds = match when {
+            Precondition::None => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Matches(v) => current.as_deref().map(version_of).as_ref() == Some(v),
+        };
+        if !holds {
+            return Err(StoreError::Conflict { key: key.to_owned() });
+        }
+        let dir = path.parent().ok_or_else(|| StoreError::InvalidKey(key.to_owned()))?;
+        fs::create_dir_all(dir).map_err(io)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        Ok(version_of(bytes))
+    }
+
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // Walk only below the deepest directory the prefix names.
+        let base = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        if !base.is_empty() && !keys::is_valid(base) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut stack = vec![(self.root.join(base), base.to_owned())];
+        while let Some((dir, key_dir)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { key: key_dir, source }),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|source| StoreError::Io { key: key_dir.clone(), source })?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let key = if key_dir.is_empty() { name } else { format!("{key_dir}/{name}") };
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_dir {
+                    if key.starts_with(prefix) || prefix.starts_with(&key) {
+                        stack.push((entry.path(), key));
+                    }
+                } else if key.starts_with(prefix) && keys::is_valid(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_blocking(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let _guard = self.lock(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                // Drop the day's directory once it empties; failure just means it is not empty.
+                if let Some(dir) = path.parent().filter(|d| *d != self.root.as_path()) {
+                    let _ = fs::remove_dir(dir);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { key: key.to_owned(), source }),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(LocalStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// The version of bytes on disk: the first 128 bits of their SHA-256, in hex.
+fn version_of(bytes: &[u8]) -> Version {
+    let d = Sha256::digest(bytes);
+    Version(d[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| s.get_blocking(&key)).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tasks: Vec<_> = keys
+            .chunks(KEYS_PER_TASK)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    chunk.iter().map(|k| me.get_blocking(k)).collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for t in tasks {
+            let part = t.await.map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?;
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| {
+            Ok(s.get_blocking(&key)?.map(|bytes| Versioned { version: version_of(&bytes), bytes }))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> Result<Version, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| s.put_blocking(&key, &bytes, &when)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |s| s.list_blocking(&prefix)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| s.delete_blocking(&key)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_writes_follow_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(s.get("a/b").await.unwrap(), None);
+        let v1 = s.put("a/b", b"one".to_vec(), Precondition::Absent).await.unwrap();
+        assert!(matches!(s.put("a/b", b"x".to_vec(), Precondition::Absent).await, Err(StoreError::Conflict { .. })));
+        let got = s.get_versioned("a/b").await.unwrap().unwrap();
+        assert_eq!((got.bytes.as_slice(), &got.version), (b"one".as_slice(), &v1));
+        let v2 = s.put("a/b", b"two".to_vec(), Precondition::Matches(v1.clone())).await.unwrap();
+        assert!(matches!(s.put("a/b", b"x".to_vec(), Precondition::Matches(v1)).await, Err(StoreError::Conflict { .. })));
+        assert_ne!(v2, version_of(b"one"));
+        assert_eq!(s.get("a/b").await.unwrap().as_deref(), Some(b"two".as_slice()));
+    }
+
+    #[tokio::test]
+    async fn listing_skips_temporary_files_and_respects_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        for k in ["buckets/2019-12-10/a.com.bkt", "buckets/2019-12-11/a.com.bkt", "meta/watermark"] {
+            s.put(k, vec![1], Precondition::None).await.unwrap();
+        }
+        fs::write(dir.path().join("buckets/2019-12-10/.a.com.bkt.1.1.tmp"), b"x").unwrap();
+        assert_eq!(s.list("buckets/2019-12-10/").await.unwrap(), ["buckets/2019-12-10/a.com.bkt"]);
+        assert_eq!(s.list("buckets/").await.unwrap().len(), 2);
+        assert_eq!(s.list("").await.unwrap().len(), 3);
+        assert_eq!(s.list("buckets/2019-12-1").await.unwrap().len(), 2);
+        s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
+        s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
+        assert_eq!(s.list("buckets/").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_outside_the_layout_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        assert!(matches!(s.get("../etc/passwd").await, Err(StoreError::InvalidKey(_))));
+    }
+
+    #[tokio::test]
+    async fn get_many_keeps_the_order_of_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        let keys: Vec<String> = (0..100).map(|i| format!("k/{i}")).collect();
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            s.put(k, vec![i as u8], Precondition::None).await.unwrap();
+        }
+        let got = s.get_many(&keys).await.unwrap();
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g.as_deref(), (i % 3 == 0).then_some([i as u8].as_slice()));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The storage port: a narrow async key-value contract with conditional writes, which the local
+//! directory, the in-memory test store and (later) S3 all meet.
+//!
+//! Key layout (see [`keys`]): `buckets/YYYY-MM-DD/<domain>.bkt` for minute buckets,
+//! `meta/watermark` for the ingest watermark. Keys are `/`-separated segments of
+//! `[A-Za-z0-9._-]`, never starting with a dot.
+
+pub mod keys;
+pub mod local;
+pub mod memory;
+pub mod watermark;
+
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::sync::Arc;
+use thiserror::Error;
+
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+
+/// An opaque object version: what a conditional write compares against (an ETag on S3, a
+/// content hash on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Version(pub String);
+
+/// An object's bytes together with the version they were read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The object's bytes.
+    pub bytes: Vec<u8>,
+    /// The version those bytes are.
+    pub version: Version,
+}
+
+/// When a write may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Always.
+    None,
+    /// Only if no object exists under the key (`If-None-Match: *`).
+    Absent,
+    /// Only if the object is still at this version (`If-Match`).
+    Matches(Version),
+}
+
+/// A store failure. Each names the key (or the store) it concerns.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A conditional write's precondition failed: somebody else wrote first. Read and retry.
+    #[error("object {key} changed since it was read")]
+    Conflict {
+        /// The key written.
+        key: String,
+    },
+    /// An I/O failure on one object.
+    #[error("object {key}: {source}")]
+    Io {
+        /// The key concerned.
+        key: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The object exists but is not what its key says it holds.
+    #[error("object {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The key concerned.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key outside the layout.
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    /// The store setting names something this build cannot open.
+    #[error("cannot open store {0:?}: {1}")]
+    Unsupported(String, String),
+    /// The store cannot be reached now; worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the failure is the store being out of reach (answered as 503), rather than a fault.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The storage contract.
+///
+/// - A missing object is `Ok(None)`, never an error.
+/// - `put` with a [`Precondition`] that does not hold returns [`StoreError::Conflict`] and
+///   writes nothing; a successful `put` is atomic: readers see the old or the new bytes, whole.
+/// - `list` returns every key under a prefix, sorted, with no order promise across writers.
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// Reads an object.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Reads many objects, results in the order of `keys`. Stores override this to read
+    /// concurrently; the default reads one after the other.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads an object with its version, for a later conditional write.
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Writes an object if the precondition holds; returns the new version.
+    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> Result<Version, StoreError>;
+
+    /// Every key that starts with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes an object; removing a missing one is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Opens a store from its setting: a directory path, `file:///abs/path`, or `s3://bucket/prefix`.
+pub fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if spec.starts_with("s3://") {
+        return Err(StoreError::Unsupported(
+            spec.to_owned(),
+            "this build has no S3 store yet; use a directory".to_owned(),
+        ));
+    }
+    let path = spec.strip_prefix("file://").unwrap_or(spec);
+    if path.is_empty() {
+        return Err(StoreError::Unsupported(spec.to_owned(), "empty path".to_owned()));
+    }
+    Ok(Arc::new(LocalStore::open(path)?))
+}
