@@ -171,7 +171,12 @@ impl DayBucket {
         if b.len() > body_len + 4 {
             return Err(BucketError::Trailing(b.len() - body_len - 4));
         }
-        let stored = u32::from_le_bytes([b[body_len], b[body_len + 1], b[body_len + 2], b[body_len + 3]]);
+        let stored = u32::from_le_bytes([
+            b[body_len],
+            b[body_len + 1],
+            b[body_len + 2],
+            b[body_len + 3],
+        ]);
         if crc32fast::hash(&b[..body_len]) != stored {
             return Err(BucketError::Checksum);
         }
@@ -193,7 +198,12 @@ impl DayBucket {
             a.copy_from_slice(chunk);
             *m = u64::from_le_bytes(a);
         }
-        Ok(DayBucket { domain, day, runs, minutes })
+        Ok(DayBucket {
+            domain,
+            day,
+            runs,
+            minutes,
+        })
     }
 }
 
@@ -256,7 +266,10 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(DayBucket::decode(&bad).is_err(), "byte {i}");
         }
-        assert_eq!(DayBucket::decode(&enc[..enc.len() - 1]), Err(BucketError::Truncated(enc.len() - 1)));
+        assert_eq!(
+            DayBucket::decode(&enc[..enc.len() - 1]),
+            Err(BucketError::Truncated(enc.len() - 1))
+        );
     }
 
     proptest! {

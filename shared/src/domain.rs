@@ -47,7 +47,9 @@ pub fn is_valid_host(b: &[u8]) -> bool {
             && label.len() <= 63
             && label[0] != b'-'
             && label[label.len() - 1] != b'-'
-            && label.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+            && label
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
     })
 }
 
@@ -88,13 +90,27 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_lower_cased_and_lose_a_trailing_dot() {
-        assert_eq!(DomainName::parse(" Example.COM. ").unwrap().as_str(), "example.com");
+        assert_eq!(
+            DomainName::parse(" Example.COM. ").unwrap().as_str(),
+            "example.com"
+        );
     }
 
     #[test]
     fn bad_host_names_are_rejected() {
-        for s in ["", ".", "a..b", "-a.com", "a-.com", "a_b.com", "a b.com", "exämple.com", "a.com..",
-            &"a".repeat(64), &format!("{}.com", "a.".repeat(130))] {
+        for s in [
+            "",
+            ".",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "a b.com",
+            "exämple.com",
+            "a.com..",
+            &"a".repeat(64),
+            &format!("{}.com", "a.".repeat(130)),
+        ] {
             assert!(DomainName::parse(s).is_none(), "{s:?}");
         }
         assert!(DomainName::parse(&"a".repeat(63)).is_some());
@@ -109,15 +125,29 @@ mod tests {
 
     #[test]
     fn an_empty_list_is_missing_and_an_empty_entry_is_malformed() {
-        assert_eq!(DomainList::parse(" "), Err(ApiError::MissingParameter("DomainName")));
-        assert_eq!(DomainList::parse("a.com,,b.com"), Err(ApiError::DomainNameMalformed));
+        assert_eq!(
+            DomainList::parse(" "),
+            Err(ApiError::MissingParameter("DomainName"))
+        );
+        assert_eq!(
+            DomainList::parse("a.com,,b.com"),
+            Err(ApiError::DomainNameMalformed)
+        );
     }
 
     #[test]
     fn a_hundred_names_pass_and_a_hundred_and_one_are_over_the_limit() {
-        let list = |n: usize| (0..n).map(|i| format!("d{i}.com")).collect::<Vec<_>>().join(",");
+        let list = |n: usize| {
+            (0..n)
+                .map(|i| format!("d{i}.com"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         assert_eq!(DomainList::parse(&list(100)).unwrap().names().len(), 100);
-        assert_eq!(DomainList::parse(&list(101)), Err(ApiError::DomainNameOverLimit));
+        assert_eq!(
+            DomainList::parse(&list(101)),
+            Err(ApiError::DomainNameOverLimit)
+        );
     }
 
     proptest! {

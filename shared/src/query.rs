@@ -51,14 +51,17 @@ pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>,
     Ok(totals
         .into_iter()
         .enumerate()
-        .map(|(i, bytes)| Point { slot: Minute(first.0 + i as i64 * step), bytes })
+        .map(|(i, bytes)| Point {
+            slot: Minute(first.0 + i as i64 * step),
+            bytes,
+        })
         .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::request::{Interval, parse_request, RawRequest, ACTION};
+    use crate::api::request::{ACTION, Interval, RawRequest, parse_request};
     use crate::bucket::{MINUTES, RunId};
     use crate::domain::DomainName;
     use crate::store::{MemoryStore, Precondition};
@@ -74,7 +77,9 @@ mod tests {
         for ((domain, minute), bytes) in data {
             let m = Minute(*minute);
             let d = DomainName::parse(domain).unwrap();
-            let b = buckets.entry(keys::bucket(m.day(), &d)).or_insert_with(|| DayBucket::new(d, m.day()));
+            let b = buckets
+                .entry(keys::bucket(m.day(), &d))
+                .or_insert_with(|| DayBucket::new(d, m.day()));
             b.minutes[m.minute_of_day()] += bytes;
         }
         for (k, b) in buckets {
@@ -94,7 +99,16 @@ mod tests {
         if let Some(iv) = interval {
             q.push_str(&format!("&Interval={}", iv.seconds()));
         }
-        parse_request(&RawRequest { method: "GET", query: Some(&q), ..Default::default() }, NOW).1.unwrap()
+        parse_request(
+            &RawRequest {
+                method: "GET",
+                query: Some(&q),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .1
+        .unwrap()
     }
 
     fn m(s: &str) -> i64 {
@@ -110,8 +124,20 @@ mod tests {
         data.insert(("b.com".to_owned(), m("2019-12-10T20:05:00Z")), 4);
         data.insert(("c.com".to_owned(), m("2019-12-10T20:05:00Z")), 100);
         fill(&s, &data).await;
-        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
-        let pts = series(&s, &request("a.com,b.com", start, start + 600, Some(Interval::FiveMinutes))).await.unwrap();
+        let start = ApiTime::parse("2019-12-10T20:00:00Z")
+            .unwrap()
+            .unix_seconds();
+        let pts = series(
+            &s,
+            &request(
+                "a.com,b.com",
+                start,
+                start + 600,
+                Some(Interval::FiveMinutes),
+            ),
+        )
+        .await
+        .unwrap();
         let got: Vec<u64> = pts.iter().map(|p| p.bytes).collect();
         // 20:00 holds 20:00..20:04; 20:05 holds 20:05..20:09; 20:10 is after the watermark.
         assert_eq!(got, [3, 4]);
@@ -123,21 +149,35 @@ mod tests {
         let mut data = BTreeMap::new();
         data.insert(("a.com".to_owned(), m("2019-12-10T20:02:00Z")), 5);
         fill(&s, &data).await;
-        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
-        let pts = series(&s, &request("a.com", start, start + 600, None)).await.unwrap();
+        let start = ApiTime::parse("2019-12-10T20:00:00Z")
+            .unwrap()
+            .unix_seconds();
+        let pts = series(&s, &request("a.com", start, start + 600, None))
+            .await
+            .unwrap();
         let got: Vec<(String, u64)> = pts.iter().map(|p| (p.slot.to_string(), p.bytes)).collect();
-        assert_eq!(got, [
-            ("2019-12-10T20:00:00Z".to_owned(), 0),
-            ("2019-12-10T20:01:00Z".to_owned(), 0),
-            ("2019-12-10T20:02:00Z".to_owned(), 5),
-        ]);
+        assert_eq!(
+            got,
+            [
+                ("2019-12-10T20:00:00Z".to_owned(), 0),
+                ("2019-12-10T20:01:00Z".to_owned(), 0),
+                ("2019-12-10T20:02:00Z".to_owned(), 5),
+            ]
+        );
     }
 
     #[tokio::test]
     async fn an_empty_store_answers_no_slots() {
         let s = MemoryStore::new();
-        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
-        assert!(series(&s, &request("a.com", start, start + 60, None)).await.unwrap().is_empty());
+        let start = ApiTime::parse("2019-12-10T20:00:00Z")
+            .unwrap()
+            .unix_seconds();
+        assert!(
+            series(&s, &request("a.com", start, start + 60, None))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -148,11 +188,22 @@ mod tests {
         b.apply(RunId([0; 16]), &[1; MINUTES]);
         let mut bytes = b.encode();
         bytes[100] ^= 1;
-        s.put(&keys::bucket(b.day, &d), bytes, Precondition::None).await.unwrap();
-        watermark::advance(&s, Minute(m("2019-12-10T23:00:00Z"))).await.unwrap();
-        let start = ApiTime::parse("2019-12-10T20:00:00Z").unwrap().unix_seconds();
-        let err = series(&s, &request("a.com", start, start + 60, None)).await.unwrap_err();
-        assert!(err.to_string().contains("buckets/2019-12-10/a.com.bkt"), "{err}");
+        s.put(&keys::bucket(b.day, &d), bytes, Precondition::None)
+            .await
+            .unwrap();
+        watermark::advance(&s, Minute(m("2019-12-10T23:00:00Z")))
+            .await
+            .unwrap();
+        let start = ApiTime::parse("2019-12-10T20:00:00Z")
+            .unwrap()
+            .unix_seconds();
+        let err = series(&s, &request("a.com", start, start + 60, None))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("buckets/2019-12-10/a.com.bkt"),
+            "{err}"
+        );
     }
 
     proptest! {

@@ -86,7 +86,9 @@ impl Day {
 
     /// Parses `YYYY-MM-DD`.
     pub fn parse(s: &str) -> Option<Day> {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(Self::from_date)
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(Self::from_date)
     }
 }
 

@@ -1,1 +1,139 @@
-fn main(){}
+//! The three queries of BENCH.md section 2, in process through the router (parse, read the local
+//! store, sum, render), with p50 and p99 against the targets.
+//!
+//! `cargo bench -p srctraffic-api --bench query` (set `QUERY_BENCH_ITERS` to change the count).
+//! The store is 100 domains x 8 days of buckets with traffic in every minute, as the batch writes.
+
+use axum::body::Body;
+use http::Request;
+use http_body_util::BodyExt;
+use srctraffic::bucket::{DayBucket, MINUTES, RunId};
+use srctraffic::store::{LocalStore, Precondition, Store, keys, watermark};
+use srctraffic::time::ApiTime;
+use srctraffic::{Clock, DomainName};
+use srctraffic_api::{AppState, router};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const NOW: &str = "2019-12-11T00:00:00Z";
+
+fn main() {
+    let iters: usize = std::env::var("QUERY_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path()).expect("store");
+    rt.block_on(fill(&store));
+    let app = router(AppState {
+        store: Arc::new(store),
+        clock: Clock::fixed(NOW).expect("clock"),
+    });
+
+    let domains = |n: usize| {
+        (0..n)
+            .map(|i| format!("d{i}.example.com"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let cases = [
+        (
+            "24 h, 1 domain, Interval 60",
+            domains(1),
+            "2019-12-10T00:00:00Z",
+            "60",
+            0.5,
+            2.0,
+        ),
+        (
+            "24 h, 100 domains, Interval 60",
+            domains(100),
+            "2019-12-10T00:00:00Z",
+            "60",
+            5.0,
+            20.0,
+        ),
+        (
+            "7 days, 10 domains, Interval 300",
+            domains(10),
+            "2019-12-04T00:00:00Z",
+            "300",
+            2.0,
+            8.0,
+        ),
+    ];
+    println!("| query | points | p50 ms | p99 ms | target p50 / p99 ms |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, doms, start, iv, t50, t99) in cases {
+        let uri = format!(
+            "/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName={doms}&StartTime={start}&EndTime={NOW}&Interval={iv}&Format=JSON"
+        );
+        let run = || {
+            let req = Request::get(uri.as_str())
+                .body(Body::empty())
+                .expect("request");
+            let app = app.clone();
+            rt.block_on(async move {
+                let resp = app.oneshot(req).await.expect("infallible");
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.expect("body").to_bytes()
+            })
+        };
+        let body = run();
+        let points = String::from_utf8_lossy(&body).matches("TimeStamp").count();
+        for _ in 0..iters / 10 {
+            run();
+        }
+        let mut times: Vec<Duration> = (0..iters)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        let pct = |p: f64| {
+            times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1e3
+        };
+        println!(
+            "| {name} | {points} | {:.3} | {:.3} | {t50} / {t99} |",
+            pct(0.50),
+            pct(0.99)
+        );
+    }
+}
+
+async fn fill(store: &LocalStore) {
+    let first = ApiTime::parse("2019-12-04T00:00:00Z")
+        .expect("time")
+        .minute()
+        .day();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..100 {
+        let d = DomainName::parse(&format!("d{i}.example.com")).expect("domain");
+        for day in first.0..first.0 + 8 {
+            let day = srctraffic::Day(day);
+            let mut b = DayBucket::new(d.clone(), day);
+            let mut delta = [0u64; MINUTES];
+            for v in delta.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *v = seed % 10_000_000;
+            }
+            b.apply(RunId::random(), &delta);
+            store
+                .put(&keys::bucket(day, &d), b.encode(), Precondition::None)
+                .await
+                .expect("put");
+        }
+    }
+    watermark::advance(store, ApiTime::parse(NOW).expect("time").minute())
+        .await
+        .expect("watermark");
+}

@@ -1,1 +1,54 @@
-fn main(){}
+//! `srctraffic-api`: Lambda events when `AWS_LAMBDA_RUNTIME_API` is set, otherwise `serve`.
+
+use anyhow::Context;
+use clap::Parser;
+use srctraffic_api::config::{Auth, Command};
+use srctraffic_api::{AppState, Cli, router};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(!on_lambda)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let settings = cli.settings()?;
+    if settings.auth == Auth::Off {
+        tracing::warn!(
+            "AUTH IS OFF: every request is answered without a signature check; local use only"
+        );
+    }
+    let store = srctraffic::store::open(&settings.store)
+        .with_context(|| format!("opening store {}", settings.store))?;
+    let app = router(AppState {
+        store,
+        clock: settings.clock,
+    });
+    if on_lambda {
+        return lambda_http::run(app)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
+    }
+    let listen = match cli.command {
+        Some(Command::Serve { listen }) => listen,
+        None => anyhow::bail!(
+            "nothing to do: run `srctraffic-api serve [--listen ADDR]`, or under AWS Lambda"
+        ),
+    };
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port.
+    println!("listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+}

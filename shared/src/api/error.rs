@@ -126,9 +126,21 @@ mod tests {
     #[test]
     fn seed_errors_keep_their_exact_codes_and_messages() {
         let seed = [
-            (Self_::StartEndNotPaired, "MissingParameter", "StartTime and EndTime can not be single."),
-            (Self_::StartTimeMalformed, "InvalidStartTime.Malformed", "Specified StartTime is malformed."),
-            (Self_::EndTimeMalformed, "InvalidEndTime.Malformed", "Specified EndTime is malformed."),
+            (
+                Self_::StartEndNotPaired,
+                "MissingParameter",
+                "StartTime and EndTime can not be single.",
+            ),
+            (
+                Self_::StartTimeMalformed,
+                "InvalidStartTime.Malformed",
+                "Specified StartTime is malformed.",
+            ),
+            (
+                Self_::EndTimeMalformed,
+                "InvalidEndTime.Malformed",
+                "Specified EndTime is malformed.",
+            ),
             (
                 Self_::EndTimeMismatch,
                 "InvalidEndTime.Mismatch",

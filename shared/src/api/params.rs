@@ -12,7 +12,9 @@ impl Params {
     pub fn decode(query: Option<&str>, form_body: Option<&[u8]>) -> Params {
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut push = |it: form_urlencoded::Parse<'_>| {
-            pairs.extend(it.map(|(k, v): (Cow<'_, str>, Cow<'_, str>)| (k.into_owned(), v.into_owned())))
+            pairs.extend(
+                it.map(|(k, v): (Cow<'_, str>, Cow<'_, str>)| (k.into_owned(), v.into_owned())),
+            )
         };
         if let Some(q) = query {
             push(form_urlencoded::parse(q.as_bytes()));
@@ -25,7 +27,10 @@ impl Params {
 
     /// The first value of a parameter; later repeats are ignored, as the Alibaba gateway does.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every (name, value) pair, in arrival order.

@@ -185,10 +185,12 @@ fn check(raw: &RawRequest<'_>, params: &Params, now: i64) -> Result<QueryRequest
         Some(ACTION) => {}
         Some(_) => return Err(ApiError::ActionNotFound),
     }
-    if let Some(v) = params.get("Version").or(raw.acs_version) {
-        if v != VERSION {
-            return Err(ApiError::VersionInvalid);
-        }
+    if params
+        .get("Version")
+        .or(raw.acs_version)
+        .is_some_and(|v| v != VERSION)
+    {
+        return Err(ApiError::VersionInvalid);
     }
     let domain_param = params.get("DomainName").unwrap_or_default();
     let domains = DomainList::parse(domain_param)?;
@@ -241,7 +243,14 @@ mod tests {
     const NOW: i64 = 1_576_022_400; // 2019-12-11T00:00:00Z
 
     fn get(q: &str) -> (Format, Result<QueryRequest, ApiError>) {
-        parse_request(&RawRequest { method: "GET", query: Some(q), ..Default::default() }, NOW)
+        parse_request(
+            &RawRequest {
+                method: "GET",
+                query: Some(q),
+                ..Default::default()
+            },
+            NOW,
+        )
     }
 
     fn err(q: &str) -> ApiError {
@@ -262,7 +271,11 @@ mod tests {
     #[test]
     fn without_times_the_last_24_hours_up_to_the_floored_minute_are_asked() {
         let r = parse_request(
-            &RawRequest { method: "GET", query: Some(&format!("Action={ACTION}&DomainName=a.com")), ..Default::default() },
+            &RawRequest {
+                method: "GET",
+                query: Some(&format!("Action={ACTION}&DomainName=a.com")),
+                ..Default::default()
+            },
             NOW + 59,
         )
         .1
@@ -274,36 +287,115 @@ mod tests {
     #[test]
     fn every_time_rule_has_its_error() {
         let d = "DomainName=a.com";
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-10T20:00:00Z")), ApiError::StartEndNotPaired);
-        assert_eq!(err(&format!("{d}&EndTime=2019-12-10T20:00:00Z")), ApiError::StartEndNotPaired);
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-10&EndTime=2019-12-10T20:00:00Z")), ApiError::StartTimeMalformed);
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-10T20:00:00Z&EndTime=x")), ApiError::EndTimeMalformed);
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-10T20:00:00Z&EndTime=2019-12-10T20:00:00Z")), ApiError::EndTimeMismatch);
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-11T00:00:01Z&EndTime=2019-12-11T01:00:00Z")), ApiError::StartTimeNotSupported);
-        assert_eq!(err(&format!("{d}&StartTime=2019-09-11T23:59:59Z&EndTime=2019-09-12T01:00:00Z")), ApiError::StartTimeNotSupported);
-        assert_eq!(err(&format!("{d}&StartTime=2019-09-12T00:00:00Z&EndTime=2019-12-10T00:00:00Z&Interval=60")), ApiError::TimeSpanTooLarge);
-        assert_eq!(err(&format!("{d}&StartTime=2019-12-10T00:00:00Z&EndTime=2019-12-10T01:00:00Z&Interval=61")), ApiError::IntervalInvalid);
+        assert_eq!(
+            err(&format!("{d}&StartTime=2019-12-10T20:00:00Z")),
+            ApiError::StartEndNotPaired
+        );
+        assert_eq!(
+            err(&format!("{d}&EndTime=2019-12-10T20:00:00Z")),
+            ApiError::StartEndNotPaired
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-12-10&EndTime=2019-12-10T20:00:00Z"
+            )),
+            ApiError::StartTimeMalformed
+        );
+        assert_eq!(
+            err(&format!("{d}&StartTime=2019-12-10T20:00:00Z&EndTime=x")),
+            ApiError::EndTimeMalformed
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-12-10T20:00:00Z&EndTime=2019-12-10T20:00:00Z"
+            )),
+            ApiError::EndTimeMismatch
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-12-11T00:00:01Z&EndTime=2019-12-11T01:00:00Z"
+            )),
+            ApiError::StartTimeNotSupported
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-09-11T23:59:59Z&EndTime=2019-09-12T01:00:00Z"
+            )),
+            ApiError::StartTimeNotSupported
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-09-12T00:00:00Z&EndTime=2019-12-10T00:00:00Z&Interval=60"
+            )),
+            ApiError::TimeSpanTooLarge
+        );
+        assert_eq!(
+            err(&format!(
+                "{d}&StartTime=2019-12-10T00:00:00Z&EndTime=2019-12-10T01:00:00Z&Interval=61"
+            )),
+            ApiError::IntervalInvalid
+        );
     }
 
     #[test]
     fn defaults_widen_the_interval_with_the_span() {
-        let iv = |s: &str, e: &str| get(&format!("Action={ACTION}&DomainName=a.com&StartTime={s}&EndTime={e}")).1.unwrap().interval;
-        assert_eq!(iv("2019-12-10T00:00:00Z", "2019-12-11T00:00:00Z"), Interval::Minute);
-        assert_eq!(iv("2019-12-03T00:00:00Z", "2019-12-10T00:00:00Z"), Interval::FiveMinutes);
-        assert_eq!(iv("2019-09-13T00:00:00Z", "2019-12-10T00:00:00Z"), Interval::Hour);
+        let iv = |s: &str, e: &str| {
+            get(&format!(
+                "Action={ACTION}&DomainName=a.com&StartTime={s}&EndTime={e}"
+            ))
+            .1
+            .unwrap()
+            .interval
+        };
+        assert_eq!(
+            iv("2019-12-10T00:00:00Z", "2019-12-11T00:00:00Z"),
+            Interval::Minute
+        );
+        assert_eq!(
+            iv("2019-12-03T00:00:00Z", "2019-12-10T00:00:00Z"),
+            Interval::FiveMinutes
+        );
+        assert_eq!(
+            iv("2019-09-13T00:00:00Z", "2019-12-10T00:00:00Z"),
+            Interval::Hour
+        );
     }
 
     #[test]
     fn action_version_method_and_format_are_checked_first() {
         let p = |method: &str, q: &str| {
-            parse_request(&RawRequest { method, query: Some(q), ..Default::default() }, NOW).1.unwrap_err()
+            parse_request(
+                &RawRequest {
+                    method,
+                    query: Some(q),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .1
+            .unwrap_err()
         };
-        assert_eq!(p("GET", "DomainName=a.com"), ApiError::MissingParameter("Action"));
+        assert_eq!(
+            p("GET", "DomainName=a.com"),
+            ApiError::MissingParameter("Action")
+        );
         assert_eq!(p("GET", "Action=Nope"), ApiError::ActionNotFound);
-        assert_eq!(p("DELETE", &format!("Action={ACTION}")), ApiError::ActionNotFound);
-        assert_eq!(p("GET", &format!("Action={ACTION}&Version=2014-11-11")), ApiError::VersionInvalid);
-        assert_eq!(p("GET", &format!("Action={ACTION}&Format=yaml")), ApiError::FormatInvalid);
-        assert_eq!(p("GET", &format!("Action={ACTION}")), ApiError::MissingParameter("DomainName"));
+        assert_eq!(
+            p("DELETE", &format!("Action={ACTION}")),
+            ApiError::ActionNotFound
+        );
+        assert_eq!(
+            p("GET", &format!("Action={ACTION}&Version=2014-11-11")),
+            ApiError::VersionInvalid
+        );
+        assert_eq!(
+            p("GET", &format!("Action={ACTION}&Format=yaml")),
+            ApiError::FormatInvalid
+        );
+        assert_eq!(
+            p("GET", &format!("Action={ACTION}")),
+            ApiError::MissingParameter("DomainName")
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub fn is_valid(key: &str) -> bool {
         && key.split('/').all(|seg| {
             !seg.is_empty()
                 && !seg.starts_with('.')
-                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+                && seg
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
         })
 }
 
@@ -54,7 +56,9 @@ mod tests {
 
     #[test]
     fn keys_cannot_climb_out_or_hide() {
-        for k in ["", "a//b", "../x", "a/../b", ".tmp", "a/.x", "a b", "a\\b", "/a"] {
+        for k in [
+            "", "a//b", "../x", "a/../b", ".tmp", "a/.x", "a b", "a\\b", "/a",
+        ] {
             assert!(!is_valid(k), "{k:?}");
         }
     }

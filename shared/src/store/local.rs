@@ -30,9 +30,14 @@ impl LocalStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl AsRef<Path>) -> Result<LocalStore, StoreError> {
         let root = root.as_ref().to_path_buf();
-        let io = |source| StoreError::Io { key: root.display().to_string(), source };
+        let io = |source| StoreError::Io {
+            key: root.display().to_string(),
+            source,
+        };
         fs::create_dir_all(root.join(".locks")).map_err(io)?;
-        Ok(LocalStore { root: Arc::new(root) })
+        Ok(LocalStore {
+            root: Arc::new(root),
+        })
     }
 
     /// The directory this store lives in.
@@ -51,24 +56,48 @@ impl LocalStore {
     pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match fs::read(self.path(key)?) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { key: key.to_owned(), source }),
+            // A missing object is normal; a missing store directory means the disk is gone.
+            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
+                "store directory {} is missing",
+                self.root.display()
+            ))),
+            Err(source) => Err(StoreError::Io {
+                key: key.to_owned(),
+                source,
+            }),
         }
     }
 
     fn lock(&self, key: &str) -> Result<File, StoreError> {
         let stripe = u64::from(crc32fast::hash(key.as_bytes())) % LOCK_STRIPES;
         let path = self.root.join(".locks").join(format!("{stripe:02}"));
-        let io = |source| StoreError::Io { key: key.to_owned(), source };
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+        let io = |source| StoreError::Io {
+            key: key.to_owned(),
+            source,
+        };
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         f.lock().map_err(io)?;
         Ok(f)
     }
 
     /// Writes an object if the precondition holds, blocking.
-    pub fn put_blocking(&self, key: &str, bytes: &[u8], when: &Precondition) -> Result<Version, StoreError> {
+    pub fn put_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        when: &Precondition,
+    ) -> Result<Version, StoreError> {
         let path = self.path(key)?;
-        let io = |source| StoreError::Io { key: key.to_owned(), source };
+        let io = |source| StoreError::Io {
+            key: key.to_owned(),
+            source,
+        };
         let _guard = self.lock(key)?;
         let current = self.get_blocking(key)?;
         let holds = match when {
@@ -77,11 +106,18 @@ impl LocalStore {
             Precondition::Matches(v) => current.as_deref().map(version_of).as_ref() == Some(v),
         };
         if !holds {
-            return Err(StoreError::Conflict { key: key.to_owned() });
+            return Err(StoreError::Conflict {
+                key: key.to_owned(),
+            });
         }
-        let dir = path.parent().ok_or_else(|| StoreError::InvalidKey(key.to_owned()))?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| StoreError::InvalidKey(key.to_owned()))?;
         fs::create_dir_all(dir).map_err(io)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let tmp = dir.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),
@@ -113,15 +149,29 @@ impl LocalStore {
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(source) => return Err(StoreError::Io { key: key_dir, source }),
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        key: key_dir,
+                        source,
+                    });
+                }
             };
             for entry in entries {
-                let entry = entry.map_err(|source| StoreError::Io { key: key_dir.clone(), source })?;
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                let entry = entry.map_err(|source| StoreError::Io {
+                    key: key_dir.clone(),
+                    source,
+                })?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
                 if name.starts_with('.') {
                     continue;
                 }
-                let key = if key_dir.is_empty() { name } else { format!("{key_dir}/{name}") };
+                let key = if key_dir.is_empty() {
+                    name
+                } else {
+                    format!("{key_dir}/{name}")
+                };
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
                 if is_dir {
                     if key.starts_with(prefix) || prefix.starts_with(&key) {
@@ -148,7 +198,10 @@ impl LocalStore {
                 Ok(())
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { key: key.to_owned(), source }),
+            Err(source) => Err(StoreError::Io {
+                key: key.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -183,13 +236,18 @@ impl Store for LocalStore {
                 let chunk = chunk.to_vec();
                 let me = self.clone();
                 tokio::task::spawn_blocking(move || {
-                    chunk.iter().map(|k| me.get_blocking(k)).collect::<Result<Vec<_>, _>>()
+                    chunk
+                        .iter()
+                        .map(|k| me.get_blocking(k))
+                        .collect::<Result<Vec<_>, _>>()
                 })
             })
             .collect();
         let mut out = Vec::with_capacity(keys.len());
         for t in tasks {
-            let part = t.await.map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?;
+            let part = t
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?;
             out.extend(part?);
         }
         Ok(out)
@@ -198,14 +256,23 @@ impl Store for LocalStore {
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |s| {
-            Ok(s.get_blocking(&key)?.map(|bytes| Versioned { version: version_of(&bytes), bytes }))
+            Ok(s.get_blocking(&key)?.map(|bytes| Versioned {
+                version: version_of(&bytes),
+                bytes,
+            }))
         })
         .await
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> Result<Version, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        when: Precondition,
+    ) -> Result<Version, StoreError> {
         let key = key.to_owned();
-        self.blocking(move |s| s.put_blocking(&key, &bytes, &when)).await
+        self.blocking(move |s| s.put_blocking(&key, &bytes, &when))
+            .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -228,25 +295,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).unwrap();
         assert_eq!(s.get("a/b").await.unwrap(), None);
-        let v1 = s.put("a/b", b"one".to_vec(), Precondition::Absent).await.unwrap();
-        assert!(matches!(s.put("a/b", b"x".to_vec(), Precondition::Absent).await, Err(StoreError::Conflict { .. })));
+        let v1 = s
+            .put("a/b", b"one".to_vec(), Precondition::Absent)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.put("a/b", b"x".to_vec(), Precondition::Absent).await,
+            Err(StoreError::Conflict { .. })
+        ));
         let got = s.get_versioned("a/b").await.unwrap().unwrap();
-        assert_eq!((got.bytes.as_slice(), &got.version), (b"one".as_slice(), &v1));
-        let v2 = s.put("a/b", b"two".to_vec(), Precondition::Matches(v1.clone())).await.unwrap();
-        assert!(matches!(s.put("a/b", b"x".to_vec(), Precondition::Matches(v1)).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(
+            (got.bytes.as_slice(), &got.version),
+            (b"one".as_slice(), &v1)
+        );
+        let v2 = s
+            .put("a/b", b"two".to_vec(), Precondition::Matches(v1.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.put("a/b", b"x".to_vec(), Precondition::Matches(v1)).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_ne!(v2, version_of(b"one"));
-        assert_eq!(s.get("a/b").await.unwrap().as_deref(), Some(b"two".as_slice()));
+        assert_eq!(
+            s.get("a/b").await.unwrap().as_deref(),
+            Some(b"two".as_slice())
+        );
     }
 
     #[tokio::test]
     async fn listing_skips_temporary_files_and_respects_the_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).unwrap();
-        for k in ["buckets/2019-12-10/a.com.bkt", "buckets/2019-12-11/a.com.bkt", "meta/watermark"] {
+        for k in [
+            "buckets/2019-12-10/a.com.bkt",
+            "buckets/2019-12-11/a.com.bkt",
+            "meta/watermark",
+        ] {
             s.put(k, vec![1], Precondition::None).await.unwrap();
         }
-        fs::write(dir.path().join("buckets/2019-12-10/.a.com.bkt.1.1.tmp"), b"x").unwrap();
-        assert_eq!(s.list("buckets/2019-12-10/").await.unwrap(), ["buckets/2019-12-10/a.com.bkt"]);
+        fs::write(
+            dir.path().join("buckets/2019-12-10/.a.com.bkt.1.1.tmp"),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(
+            s.list("buckets/2019-12-10/").await.unwrap(),
+            ["buckets/2019-12-10/a.com.bkt"]
+        );
         assert_eq!(s.list("buckets/").await.unwrap().len(), 2);
         assert_eq!(s.list("").await.unwrap().len(), 3);
         assert_eq!(s.list("buckets/2019-12-1").await.unwrap().len(), 2);
@@ -259,7 +355,10 @@ mod tests {
     async fn keys_outside_the_layout_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).unwrap();
-        assert!(matches!(s.get("../etc/passwd").await, Err(StoreError::InvalidKey(_))));
+        assert!(matches!(
+            s.get("../etc/passwd").await,
+            Err(StoreError::InvalidKey(_))
+        ));
     }
 
     #[tokio::test]

@@ -5,10 +5,13 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// The write counter, and each key's bytes with the counter value that wrote them.
+type Objects = (u64, BTreeMap<String, (Vec<u8>, u64)>);
+
 /// A store in a map, for tests. Versions are a write counter.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<(u64, BTreeMap<String, (Vec<u8>, u64)>)>,
+    objects: Mutex<Objects>,
 }
 
 impl MemoryStore {
@@ -17,7 +20,7 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut (u64, BTreeMap<String, (Vec<u8>, u64)>)) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Objects) -> T) -> T {
         // A poisoned lock only means another test thread panicked; the map is still whole.
         let mut g = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g)
@@ -32,11 +35,19 @@ impl Store for MemoryStore {
 
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.with(|(_, m)| {
-            m.get(key).map(|(b, v)| Versioned { bytes: b.clone(), version: Version(v.to_string()) })
+            m.get(key).map(|(b, v)| Versioned {
+                bytes: b.clone(),
+                version: Version(v.to_string()),
+            })
         }))
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> Result<Version, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        when: Precondition,
+    ) -> Result<Version, StoreError> {
         self.with(|(counter, m)| {
             let current = m.get(key).map(|(_, v)| Version(v.to_string()));
             let holds = match &when {
@@ -45,7 +56,9 @@ impl Store for MemoryStore {
                 Precondition::Matches(v) => current.as_ref() == Some(v),
             };
             if !holds {
-                return Err(StoreError::Conflict { key: key.to_owned() });
+                return Err(StoreError::Conflict {
+                    key: key.to_owned(),
+                });
             }
             *counter += 1;
             m.insert(key.to_owned(), (bytes, *counter));
@@ -54,7 +67,12 @@ impl Store for MemoryStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.with(|(_, m)| m.keys().filter(|k| k.starts_with(prefix)).cloned().collect()))
+        Ok(self.with(|(_, m)| {
+            m.keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

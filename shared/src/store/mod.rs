@@ -112,7 +112,12 @@ pub trait Store: Send + Sync + Debug {
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
     /// Writes an object if the precondition holds; returns the new version.
-    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> Result<Version, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        when: Precondition,
+    ) -> Result<Version, StoreError>;
 
     /// Every key that starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
@@ -131,7 +136,10 @@ pub fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
     let path = spec.strip_prefix("file://").unwrap_or(spec);
     if path.is_empty() {
-        return Err(StoreError::Unsupported(spec.to_owned(), "empty path".to_owned()));
+        return Err(StoreError::Unsupported(
+            spec.to_owned(),
+            "empty path".to_owned(),
+        ));
     }
     Ok(Arc::new(LocalStore::open(path)?))
 }

@@ -38,7 +38,10 @@ pub async fn advance(store: &dyn Store, to: Minute) -> Result<Minute, StoreError
             }
             None => Precondition::Absent,
         };
-        match store.put(keys::WATERMARK, format!("{to}\n").into_bytes(), when).await {
+        match store
+            .put(keys::WATERMARK, format!("{to}\n").into_bytes(), when)
+            .await
+        {
             Ok(_) => return Ok(to),
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e),

@@ -1,0 +1,125 @@
+//! Settings per SPEC.md section 6: flags override environment variables; every failure names the
+//! setting at fault.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use srctraffic::Clock;
+
+/// Command line of `srctraffic-api`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "srctraffic-api",
+    version,
+    about = "DescribeDomainRealTimeSrcTrafficData over HTTP or AWS Lambda"
+)]
+pub struct Cli {
+    /// Where the buckets are: a directory, file:///abs/path, or s3://bucket/prefix.
+    #[arg(
+        long,
+        env = "SRCTRAFFIC_STORE",
+        default_value = "./data",
+        global = true
+    )]
+    pub store: String,
+    /// Credentials file (a path or an s3:// URL) mapping access keys to secrets and domains.
+    #[arg(long, env = "SRCTRAFFIC_CREDENTIALS", global = true)]
+    pub credentials: Option<String>,
+    /// Request signing: `on` (default) or `off` for local use only.
+    #[arg(long, env = "SRCTRAFFIC_AUTH", value_enum, default_value_t = Auth::On, global = true)]
+    pub auth: Auth,
+    /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for replayed logs; never used for signatures.
+    #[arg(long, env = "SRCTRAFFIC_NOW", global = true)]
+    pub now: Option<String>,
+    /// What to do; under AWS Lambda this is ignored and Lambda events are served.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Whether requests must be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Auth {
+    /// Every request must carry a valid signature.
+    On,
+    /// No signature checks: local use only.
+    Off,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API over plain HTTP.
+    Serve {
+        /// Address to listen on; port 0 picks a free port (printed on start).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+    },
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The store setting.
+    pub store: String,
+    /// The data clock.
+    pub clock: Clock,
+    /// Whether signatures are checked.
+    pub auth: Auth,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `SRCTRAFFIC_NOW` / `--now` is not in the API time format.
+    #[error("SRCTRAFFIC_NOW / --now must be yyyy-MM-ddTHH:mm:ssZ, got {0:?}")]
+    BadNow(String),
+    /// Auth is on, but this build cannot verify signatures yet.
+    #[error(
+        "SRCTRAFFIC_AUTH / --auth is on, but this build does not verify request signatures yet; \
+         set SRCTRAFFIC_AUTH=off (or --auth off) for local use"
+    )]
+    AuthUnavailable,
+}
+
+impl Cli {
+    /// Turns the parsed command line into checked settings.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let clock = match &self.now {
+            None => Clock::System,
+            Some(s) => Clock::fixed(s).ok_or_else(|| ConfigError::BadNow(s.clone()))?,
+        };
+        if self.auth == Auth::On {
+            return Err(ConfigError::AuthUnavailable);
+        }
+        Ok(Settings {
+            store: self.store.clone(),
+            clock,
+            auth: self.auth,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_a_bad_clock_names_its_setting() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--auth",
+            "off",
+            "--now",
+            "2019-12-11T00:00:00Z",
+            "serve",
+        ])
+        .unwrap();
+        let s = cli.settings().unwrap();
+        assert_eq!(s.clock.now_unix(), 1_576_022_400);
+        let cli = Cli::try_parse_from(["x", "--auth", "off", "--now", "yesterday"]).unwrap();
+        assert!(
+            cli.settings()
+                .unwrap_err()
+                .to_string()
+                .contains("SRCTRAFFIC_NOW")
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The `DescribeDomainRealTimeSrcTrafficData` function: one handler behind an axum [`Router`],
+//! served by `lambda_http` under AWS Lambda and by `axum::serve` on a local address otherwise.
+//!
+//! [`Router`]: axum::Router
+
+pub mod config;
+pub mod handler;
+
+pub use config::{Cli, Settings};
+pub use handler::{AppState, router};

@@ -1,0 +1,8 @@
+//! Integration tests of the function: raw HTTP against `srctraffic-api serve`, and real Lambda
+//! event JSON through `lambda_http::request::from_str` into the same router.
+
+mod errors;
+mod helpers;
+mod robustness;
+mod seed;
+mod series;
