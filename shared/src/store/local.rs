@@ -1,9 +1,11 @@
 //! The embedded default: a directory on local disk.
 //!
-//! Writes are atomic (temporary file in the same directory, fsync, rename, fsync of the
-//! directory) and conditional writes are serialised across processes by advisory file locks
+//! Writes are atomic (temporary file in the same directory, flushed, renamed, directory
+//! flushed) and conditional writes are serialised across processes by advisory file locks
 //! (`flock`) on a fixed set of lock stripes under `.locks/`, so the file count stays bounded and
-//! lock files never need deleting. Readers take no lock: a rename is atomic.
+//! lock files never need deleting. Readers take no lock: a rename is atomic. A batch of writes
+//! shares one flush of the file system (`syncfs`), which is what makes committing thousands of
+//! buckets cheap.
 
 use super::{Precondition, Store, StoreError, Version, Versioned, keys};
 use async_trait::async_trait;
@@ -25,6 +27,8 @@ pub struct LocalStore {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+type PutResult = Result<Version, StoreError>;
 
 impl LocalStore {
     /// Opens (creating if needed) a store rooted at `root`.
@@ -69,41 +73,100 @@ impl LocalStore {
         }
     }
 
-    fn lock(&self, key: &str) -> Result<File, StoreError> {
-        let stripe = u64::from(crc32fast::hash(key.as_bytes())) % LOCK_STRIPES;
+    fn get_versioned_blocking(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.get_blocking(key)?.map(|bytes| Versioned {
+            version: version_of(&bytes),
+            bytes,
+        }))
+    }
+
+    fn lock_stripe(&self, stripe: u64) -> std::io::Result<File> {
         let path = self.root.join(".locks").join(format!("{stripe:02}"));
-        let io = |source| StoreError::Io {
-            key: key.to_owned(),
-            source,
-        };
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(path)
-            .map_err(io)?;
-        f.lock().map_err(io)?;
+            .open(path)?;
+        f.lock()?;
         Ok(f)
     }
 
     /// Writes an object if the precondition holds, blocking.
-    pub fn put_blocking(
+    pub fn put_blocking(&self, key: &str, bytes: &[u8], when: &Precondition) -> PutResult {
+        let mut results =
+            self.put_many_blocking(vec![(key.to_owned(), bytes.to_vec(), when.clone())]);
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::InvalidKey(key.to_owned())))
+    }
+
+    /// Writes many objects, blocking: every temporary file is written, the file system is
+    /// flushed once, then each is renamed into place. Holds the lock stripes of every key
+    /// (taken in stripe order, so concurrent batches cannot deadlock) for the whole batch.
+    pub fn put_many_blocking(&self, items: Vec<(String, Vec<u8>, Precondition)>) -> Vec<PutResult> {
+        let mut stripes: Vec<u64> = items.iter().map(|(k, _, _)| stripe_of(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            match self.lock_stripe(s) {
+                Ok(g) => guards.push(g),
+                Err(e) => return items.iter().map(|(k, _, _)| Err(io_err(k, &e))).collect(),
+            }
+        }
+        let mut results: Vec<PutResult> = Vec::with_capacity(items.len());
+        let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+        for (i, (key, bytes, when)) in items.iter().enumerate() {
+            match self.stage(key, bytes, when) {
+                Ok((tmp, path)) => {
+                    staged.push((i, tmp, path));
+                    results.push(Ok(version_of(bytes)));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if staged.is_empty() {
+            return results;
+        }
+        if let Err(e) = flush(&self.root, staged.iter().map(|(_, tmp, _)| tmp.as_path())) {
+            for (i, tmp, _) in &staged {
+                let _ = fs::remove_file(tmp);
+                results[*i] = Err(io_err(&items[*i].0, &e));
+            }
+            return results;
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (i, tmp, path) in &staged {
+            if let Err(e) = fs::rename(tmp, path) {
+                let _ = fs::remove_file(tmp);
+                results[*i] = Err(io_err(&items[*i].0, &e));
+            } else if let Some(d) = path.parent().filter(|d| !dirs.iter().any(|x| x == d)) {
+                dirs.push(d.to_path_buf());
+            }
+        }
+        for d in dirs {
+            if let Err(e) = File::open(&d).and_then(|f| f.sync_all()) {
+                tracing::warn!(dir = %d.display(), error = %e, "directory fsync failed");
+            }
+        }
+        drop(guards);
+        results
+    }
+
+    /// Checks the precondition and writes the temporary file; the caller holds the lock.
+    fn stage(
         &self,
         key: &str,
         bytes: &[u8],
         when: &Precondition,
-    ) -> Result<Version, StoreError> {
+    ) -> Result<(PathBuf, PathBuf), StoreError> {
         let path = self.path(key)?;
-        let io = |source| StoreError::Io {
-            key: key.to_owned(),
-            source,
-        };
-        let _guard = self.lock(key)?;
-        let current = self.get_blocking(key)?;
         let holds = match when {
             Precondition::None => true,
-            Precondition::Absent => current.is_none(),
-            Precondition::Matches(v) => current.as_deref().map(version_of).as_ref() == Some(v),
+            Precondition::Absent => self.get_blocking(key)?.is_none(),
+            Precondition::Matches(v) => {
+                self.get_blocking(key)?.as_deref().map(version_of).as_ref() == Some(v)
+            }
         };
         if !holds {
             return Err(StoreError::Conflict {
@@ -113,28 +176,18 @@ impl LocalStore {
         let dir = path
             .parent()
             .ok_or_else(|| StoreError::InvalidKey(key.to_owned()))?;
-        fs::create_dir_all(dir).map_err(io)?;
+        fs::create_dir_all(dir).map_err(|e| io_err(key, &e))?;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("object");
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(dir)?.sync_all()
-        })();
-        if let Err(e) = written {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        if let Err(e) = File::create(&tmp).and_then(|mut f| f.write_all(bytes)) {
             let _ = fs::remove_file(&tmp);
-            return Err(io(e));
+            return Err(io_err(key, &e));
         }
-        Ok(version_of(bytes))
+        Ok((tmp, path))
     }
 
     fn list_blocking(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -188,7 +241,9 @@ impl LocalStore {
 
     fn delete_blocking(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let _guard = self.lock(key)?;
+        let _guard = self
+            .lock_stripe(stripe_of(key))
+            .map_err(|e| io_err(key, &e))?;
         match fs::remove_file(&path) {
             Ok(()) => {
                 // Drop the day's directory once it empties; failure just means it is not empty.
@@ -213,6 +268,40 @@ impl LocalStore {
         tokio::task::spawn_blocking(move || f(me))
             .await
             .map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?
+    }
+}
+
+fn io_err(key: &str, e: &std::io::Error) -> StoreError {
+    StoreError::Io {
+        key: key.to_owned(),
+        source: std::io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+fn stripe_of(key: &str) -> u64 {
+    u64::from(crc32fast::hash(key.as_bytes())) % LOCK_STRIPES
+}
+
+/// Makes written files durable: one `syncfs` on Linux, else an fsync per file.
+fn flush<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        drop(files);
+        let dir = File::open(root)?;
+        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = root;
+        for f in files {
+            File::open(f)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 
@@ -255,24 +344,33 @@ impl Store for LocalStore {
 
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let key = key.to_owned();
-        self.blocking(move |s| {
-            Ok(s.get_blocking(&key)?.map(|bytes| Versioned {
-                version: version_of(&bytes),
-                bytes,
-            }))
-        })
-        .await
+        self.blocking(move |s| s.get_versioned_blocking(&key)).await
     }
 
-    async fn put(
+    async fn get_many_versioned(
         &self,
-        key: &str,
-        bytes: Vec<u8>,
-        when: Precondition,
-    ) -> Result<Version, StoreError> {
+        keys: &[String],
+    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let keys = keys.to_vec();
+        self.blocking(move |s| keys.iter().map(|k| s.get_versioned_blocking(k)).collect())
+            .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, when: Precondition) -> PutResult {
         let key = key.to_owned();
         self.blocking(move |s| s.put_blocking(&key, &bytes, &when))
             .await
+    }
+
+    async fn put_many(&self, items: Vec<(String, Vec<u8>, Precondition)>) -> Vec<PutResult> {
+        let keys: Vec<String> = items.iter().map(|(k, _, _)| k.clone()).collect();
+        match self.blocking(move |s| Ok(s.put_many_blocking(items))).await {
+            Ok(r) => r,
+            Err(e) => keys
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -349,6 +447,34 @@ mod tests {
         s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
         s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
         assert_eq!(s.list("buckets/").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_each_precondition_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        s.put("a/taken", b"x".to_vec(), Precondition::None)
+            .await
+            .unwrap();
+        let items = (0..100)
+            .map(|i| (format!("b/{i}"), vec![i as u8], Precondition::Absent))
+            .chain(std::iter::once((
+                "a/taken".to_owned(),
+                b"y".to_vec(),
+                Precondition::Absent,
+            )))
+            .collect();
+        let r = s.put_many(items).await;
+        assert_eq!(r.iter().filter(|r| r.is_ok()).count(), 100);
+        assert!(matches!(r[100], Err(StoreError::Conflict { .. })));
+        assert_eq!(s.get("b/42").await.unwrap(), Some(vec![42]));
+        assert_eq!(s.get("a/taken").await.unwrap(), Some(b"x".to_vec()));
+        let got = s
+            .get_many_versioned(&["b/1".into(), "zz".into()])
+            .await
+            .unwrap();
+        assert_eq!(got[0].as_ref().map(|v| v.bytes.clone()), Some(vec![1]));
+        assert!(got[1].is_none());
     }
 
     #[tokio::test]

@@ -111,6 +111,18 @@ pub trait Store: Send + Sync + Debug {
     /// Reads an object with its version, for a later conditional write.
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
+    /// Reads many objects with their versions, results in the order of `keys`.
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get_versioned(k).await?);
+        }
+        Ok(out)
+    }
+
     /// Writes an object if the precondition holds; returns the new version.
     async fn put(
         &self,
@@ -118,6 +130,20 @@ pub trait Store: Send + Sync + Debug {
         bytes: Vec<u8>,
         when: Precondition,
     ) -> Result<Version, StoreError>;
+
+    /// Writes many objects, each under its own precondition, results in order. Each write is
+    /// atomic on its own, the batch as a whole is not; stores override this to share the cost
+    /// of durability (one flush for the batch) or of round trips.
+    async fn put_many(
+        &self,
+        items: Vec<(String, Vec<u8>, Precondition)>,
+    ) -> Vec<Result<Version, StoreError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (k, b, when) in items {
+            out.push(self.put(&k, b, when).await);
+        }
+        out
+    }
 
     /// Every key that starts with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;

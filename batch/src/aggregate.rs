@@ -1,0 +1,235 @@
+//! Folds records into per-(domain, UTC day) minute totals: the [`Sink`] the scanner feeds.
+//!
+//! Domains are looked up by their raw bytes first, so the normalisation (trim, case, port,
+//! validation) runs once per distinct spelling, not once per line; each domain remembers its last
+//! (day, cell), so a line usually costs two hash probes and an add.
+
+use crate::fields::{self, TimeParser};
+use crate::rejects::{Position, Reason, Rejects};
+use crate::scan::Sink;
+use rustc_hash::FxHashMap;
+use srctraffic::bucket::MINUTES;
+use srctraffic::{Day, DomainName};
+
+const BAD_DOMAIN: u32 = u32::MAX;
+const BAD_UTF8: u32 = u32::MAX - 1;
+/// Past this many distinct raw spellings, new ones are normalised every time instead of cached,
+/// so random garbage cannot grow the map without bound.
+const RAW_CACHE_LIMIT: usize = 200_000;
+
+/// Totals of one worker.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Data records seen (good, bad and expired).
+    pub records: u64,
+    /// Records counted into a bucket.
+    pub accepted: u64,
+    /// Records older than the retention window.
+    pub expired: u64,
+    /// Sum of accepted bytes.
+    pub bytes: u128,
+    /// Latest accepted minute.
+    pub max_minute: Option<i64>,
+}
+
+/// Where the records being scanned come from, for reject positions.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// Line numbers from the scanner are real.
+    Lines,
+    /// The buffer starts at this file offset; line numbers come later.
+    Offsets {
+        /// Address of the buffer's first byte.
+        base_ptr: usize,
+        /// File offset of the buffer's first byte.
+        base_off: u64,
+    },
+}
+
+/// One worker's totals.
+#[derive(Debug)]
+pub struct Aggregator {
+    floor_day: i64,
+    time: TimeParser,
+    raw_ids: FxHashMap<Box<[u8]>, u32>,
+    ids: FxHashMap<DomainName, u32>,
+    names: Vec<DomainName>,
+    last: Vec<(i64, u32)>,
+    cells: Vec<(u32, i64, Box<[u64; MINUTES]>)>,
+    cell_of: FxHashMap<(u32, i64), u32>,
+    /// Counters.
+    pub stats: Stats,
+    /// Rejected lines.
+    pub rejects: Rejects,
+    file: u32,
+    origin: Origin,
+}
+
+impl Aggregator {
+    /// An empty aggregator: lines of days before `floor_day` count as expired.
+    pub fn new(floor_day: i64, keep_all_rejects: bool) -> Aggregator {
+        Aggregator {
+            floor_day,
+            time: TimeParser::default(),
+            raw_ids: FxHashMap::default(),
+            ids: FxHashMap::default(),
+            names: Vec::new(),
+            last: Vec::new(),
+            cells: Vec::new(),
+            cell_of: FxHashMap::default(),
+            stats: Stats::default(),
+            rejects: Rejects::new(keep_all_rejects),
+            file: 0,
+            origin: Origin::Lines,
+        }
+    }
+
+    /// Sets which file, and what kind of buffer, the next records come from.
+    pub fn set_origin(&mut self, file: u32, origin: Origin) {
+        self.file = file;
+        self.origin = origin;
+    }
+
+    fn reject(&mut self, reason: Reason, line: u64, raw: &[u8]) {
+        let at = match self.origin {
+            Origin::Lines => Position::Line(line),
+            Origin::Offsets { base_ptr, base_off } => {
+                Position::Offset(base_off + (raw.as_ptr() as usize).saturating_sub(base_ptr) as u64)
+            }
+        };
+        self.rejects.add(self.file, at, reason, raw);
+    }
+
+    fn domain_id(&mut self, raw: &[u8]) -> u32 {
+        if let Some(&id) = self.raw_ids.get(raw) {
+            return id;
+        }
+        let value = fields::unquote(raw);
+        let id = match fields::domain(&value) {
+            Some(name) => self.id_of(name),
+            None if std::str::from_utf8(&value).is_err() => BAD_UTF8,
+            None => BAD_DOMAIN,
+        };
+        if self.raw_ids.len() < RAW_CACHE_LIMIT {
+            self.raw_ids.insert(raw.into(), id);
+        }
+        id
+    }
+
+    fn id_of(&mut self, name: DomainName) -> u32 {
+        if let Some(&id) = self.ids.get(&name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        self.last.push((i64::MIN, 0));
+        id
+    }
+
+    fn cell(&mut self, id: u32, day: i64) -> &mut [u64; MINUTES] {
+        let (last_day, last_cell) = self.last[id as usize];
+        let idx = if last_day == day {
+            last_cell
+        } else {
+            let next = self.cells.len() as u32;
+            let idx = *self.cell_of.entry((id, day)).or_insert(next);
+            if idx == next {
+                self.cells.push((id, day, Box::new([0; MINUTES])));
+            }
+            self.last[id as usize] = (day, idx);
+            idx
+        };
+        &mut self.cells[idx as usize].2
+    }
+
+    /// Adds `bytes` at `minute` for a domain, as a record would.
+    pub fn add(&mut self, name: &DomainName, minute: i64, bytes: u64) {
+        let id = self.id_of(name.clone());
+        self.add_id(id, minute, bytes);
+    }
+
+    fn add_id(&mut self, id: u32, minute: i64, bytes: u64) {
+        let day = minute.div_euclid(1440);
+        if day < self.floor_day {
+            self.stats.expired += 1;
+            return;
+        }
+        let slot = &mut self.cell(id, day)[(minute - day * 1440) as usize];
+        *slot = slot.saturating_add(bytes);
+        self.stats.accepted += 1;
+        self.stats.bytes += u128::from(bytes);
+        self.stats.max_minute = Some(self.stats.max_minute.map_or(minute, |m| m.max(minute)));
+    }
+
+    /// Folds another worker's totals and rejects in.
+    pub fn merge(&mut self, other: Aggregator) {
+        let map: Vec<u32> = other.names.into_iter().map(|n| self.id_of(n)).collect();
+        for (id, day, minutes) in other.cells {
+            let cell = self.cell(map[id as usize], day);
+            for (a, b) in cell.iter_mut().zip(minutes.iter()) {
+                *a = a.saturating_add(*b);
+            }
+        }
+        let s = other.stats;
+        self.stats.records += s.records;
+        self.stats.accepted += s.accepted;
+        self.stats.expired += s.expired;
+        self.stats.bytes += s.bytes;
+        self.stats.max_minute = match (self.stats.max_minute, s.max_minute) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.rejects.merge(other.rejects);
+    }
+
+    /// The totals, sorted by (domain, day); cells with no bytes at all are kept, since a
+    /// zero-byte line is still traffic that was seen.
+    pub fn into_cells(self) -> Vec<(DomainName, Day, Box<[u64; MINUTES]>)> {
+        let names = self.names;
+        let mut out: Vec<_> = self
+            .cells
+            .into_iter()
+            .map(|(id, day, m)| (names[id as usize].clone(), Day(day as i32), m))
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    /// Number of distinct domains seen.
+    pub fn domain_count(&self) -> usize {
+        self.names.len()
+    }
+}
+
+impl Sink for Aggregator {
+    fn record(&mut self, time: &[u8], domain: &[u8], bytes: &[u8], line: u64, raw: &[u8]) {
+        self.stats.records += 1;
+        let minute = if time.first() == Some(&b'"') {
+            self.time.minute(&fields::unquote(time))
+        } else {
+            self.time.minute(time)
+        };
+        let Some(minute) = minute else {
+            return self.reject(Reason::BadTime, line, raw);
+        };
+        let id = self.domain_id(domain);
+        if id == BAD_DOMAIN || id == BAD_UTF8 {
+            let reason = if id == BAD_UTF8 {
+                Reason::NotUtf8
+            } else {
+                Reason::BadDomain
+            };
+            return self.reject(reason, line, raw);
+        }
+        let Some(bytes) = fields::parse_bytes(&fields::unquote(bytes)) else {
+            return self.reject(Reason::BadBytes, line, raw);
+        };
+        self.add_id(id, minute, bytes);
+    }
+
+    fn bad_shape(&mut self, _fields: usize, line: u64, raw: &[u8]) {
+        self.stats.records += 1;
+        self.reject(Reason::FieldCount, line, raw);
+    }
+}

@@ -1,0 +1,276 @@
+//! `srctraffic-batch aggregate`: recover, identify, claim, read, check, seal, finish.
+
+use crate::commit::{Claim, CommitError, Ledger};
+use crate::header::ColumnNames;
+use crate::input::{self, Input};
+use crate::read::{self, ReadOptions};
+use crate::rejects::{Position, Reason};
+use crate::report::Summary;
+use crate::{failpoint, ledger};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use srctraffic::Clock;
+use srctraffic::api::request::RETENTION_DAYS;
+use srctraffic::store::Store;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Settings of one `aggregate` run.
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    /// Files and directories to read.
+    pub inputs: Vec<String>,
+    /// The data clock, for the retention window.
+    pub clock: Clock,
+    /// Where to write every rejected line.
+    pub rejects: Option<PathBuf>,
+    /// Largest share of rejected lines that still commits.
+    pub max_bad_ratio: f64,
+    /// Column names.
+    pub columns: ColumnNames,
+    /// How long a silent run keeps its claims.
+    pub lease: Duration,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// Why a run did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    /// The inputs could not be listed.
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    /// The ledger or the store failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// Too many bad lines: nothing was committed.
+    #[error("{rejected} of {records} lines rejected ({:.2}%), more than --max-bad-ratio {:.2}%: nothing committed", ratio * 100.0, max * 100.0)]
+    TooManyBad {
+        /// Rejected lines.
+        rejected: u64,
+        /// Data lines.
+        records: u64,
+        /// Their ratio.
+        ratio: f64,
+        /// The limit.
+        max: f64,
+        /// The summary, with samples.
+        summary: Box<Summary>,
+    },
+    /// The rejects file could not be written.
+    #[error("writing rejects to {path}: {source}")]
+    Rejects {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs `aggregate` against a store.
+pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, AggregateError> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(AggregateError::Runtime)?;
+    let ledger = Ledger::new(store.clone(), opts.lease);
+    let mut summary = Summary::default();
+
+    let recovered = rt.block_on(ledger.recover())?;
+    summary.recovered_runs = recovered.runs;
+    summary.objects_written += recovered.objects;
+
+    let inputs = input::discover(&opts.inputs)?;
+    summary.files = inputs.len();
+    let identities: Vec<Result<String, String>> = inputs
+        .par_iter()
+        .map(|i| input::identity(&i.path).map_err(|e| e.to_string()))
+        .collect();
+
+    let run = rt.block_on(ledger.begin())?;
+    let mut mine: Vec<(Input, String)> = Vec::new();
+    for (input, id) in inputs.iter().zip(identities) {
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                summary.unreadable.push((input.display(), e));
+                continue;
+            }
+        };
+        match rt.block_on(ledger.claim(&run, &id, &input.display()))? {
+            Claim::Mine => mine.push((input.clone(), id)),
+            Claim::Committed => summary.already_committed += 1,
+            Claim::Busy(other) => summary.busy.push((input.display(), other)),
+        }
+        failpoint::hit("claim");
+    }
+
+    // Keep the claims alive while reading.
+    let lost = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let (ledger, lost) = (ledger.clone(), lost.clone());
+        let run = Arc::new(run);
+        let r = run.clone();
+        let every = (opts.lease / 4).max(Duration::from_millis(100));
+        let handle = rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if ledger.heartbeat(&r).await.is_err() {
+                    lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+        (run, handle)
+    };
+    let (run, beat) = beat;
+
+    let read_inputs: Vec<Input> = mine.iter().map(|(i, _)| i.clone()).collect();
+    let total: u64 = read_inputs.iter().map(|i| i.size).sum();
+    let bar = progress_bar(opts.progress, total);
+    let now = opts.clock.now_unix();
+    let read_opts = ReadOptions {
+        columns: opts.columns.clone(),
+        floor_day: now.div_euclid(86_400) - RETENTION_DAYS,
+        keep_all_rejects: opts.rejects.is_some(),
+    };
+    let result = read::read_all(&read_inputs, &read_opts, &bar);
+    bar.finish_and_clear();
+    beat.abort();
+    if lost.load(Ordering::SeqCst) {
+        return Err(CommitError::LostLease(run.id).into());
+    }
+
+    let agg = result.agg;
+    summary.read_files = read_inputs.len();
+    summary.input_bytes = total;
+    summary.records = agg.stats.records;
+    summary.accepted = agg.stats.accepted;
+    summary.expired = agg.stats.expired;
+    summary.bytes_counted = agg.stats.bytes;
+    summary.domains = agg.domain_count();
+    for r in Reason::ALL {
+        let n = agg.rejects.counts[r.index()];
+        if n > 0 {
+            summary.rejected.push((r, n));
+        }
+    }
+    summary.samples = agg
+        .rejects
+        .kept
+        .iter()
+        .take(crate::rejects::SAMPLES)
+        .map(|r| {
+            let line = match r.at {
+                Position::Line(l) | Position::Offset(l) => l,
+            };
+            (
+                read_inputs[r.file as usize].display(),
+                line,
+                r.reason,
+                r.text.clone(),
+            )
+        })
+        .collect();
+    let mut counted_ids = Vec::new();
+    for ((input, id), report) in mine.iter().zip(&result.files) {
+        if let Some(e) = &report.error {
+            summary.unreadable.push((input.display(), e.clone()));
+        } else {
+            if report.empty {
+                summary.empty_files += 1;
+            }
+            if let Some(col) = &report.missing_column {
+                summary.missing_column.push((input.display(), col.clone()));
+            }
+            counted_ids.push(id.clone());
+        }
+        summary.lines += report.lines;
+    }
+
+    if let Some(path) = &opts.rejects {
+        write_rejects(path, &read_inputs, &agg.rejects).map_err(|source| {
+            AggregateError::Rejects {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+        summary.rejects_not_written = agg.rejects.not_kept;
+    }
+
+    let rejected = agg.rejects.total();
+    let ratio = if agg.stats.records == 0 {
+        0.0
+    } else {
+        rejected as f64 / agg.stats.records as f64
+    };
+    if ratio > opts.max_bad_ratio {
+        rt.block_on(ledger.abort(&run))?;
+        summary.elapsed = started.elapsed();
+        return Err(AggregateError::TooManyBad {
+            rejected,
+            records: agg.stats.records,
+            ratio,
+            max: opts.max_bad_ratio,
+            summary: Box::new(summary),
+        });
+    }
+
+    let max_minute = agg.stats.max_minute;
+    let cells = agg.into_cells();
+    summary.days = {
+        let mut d: Vec<_> = cells.iter().map(|c| c.1).collect();
+        d.sort();
+        d.dedup();
+        d.len()
+    };
+    let deltas = ledger::encode_deltas(&cells);
+    drop(cells);
+    rt.block_on(ledger.seal(&run, counted_ids, max_minute, deltas))?;
+    failpoint::hit("sealed");
+    let finished = rt.block_on(ledger.finish(run.id))?;
+    summary.objects_written += finished.objects;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    // Draws only on a terminal; on a pipe the bar stays silent.
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn write_rejects(
+    path: &std::path::Path,
+    inputs: &[Input],
+    rejects: &crate::rejects::Rejects,
+) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "file,line,reason,text")?;
+    for r in &rejects.kept {
+        let line = match r.at {
+            Position::Line(l) | Position::Offset(l) => l,
+        };
+        let text = r.text.replace('"', "\"\"");
+        let file = inputs[r.file as usize].display().replace('"', "\"\"");
+        writeln!(w, "\"{file}\",{line},{},\"{text}\"", r.reason)?;
+    }
+    w.flush()
+}

@@ -1,0 +1,105 @@
+//! The command line, per SPEC.md section 6.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Replays raw origin-fetch logs into per-minute byte totals.
+#[derive(Debug, Parser)]
+#[command(name = "srctraffic-batch", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fold log files into the store, exactly once per file.
+    Aggregate {
+        /// The store: a directory, file:///abs/path, or s3://bucket/prefix.
+        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+        store: String,
+        /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for the retention window.
+        #[arg(long, env = "SRCTRAFFIC_NOW")]
+        now: Option<String>,
+        /// Write every rejected line to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Largest share of rejected lines that still commits (0.01 is 1%).
+        #[arg(long, default_value_t = 0.01)]
+        max_bad_ratio: f64,
+        /// Name of the time column.
+        #[arg(long, default_value = "time")]
+        time_column: String,
+        /// Name of the domain column.
+        #[arg(long, default_value = "domain")]
+        domain_column: String,
+        /// Name of the bytes column.
+        #[arg(long, default_value = "bytes")]
+        bytes_column: String,
+        /// Seconds a run may go silent before another run takes its inputs over.
+        #[arg(long, default_value_t = 120)]
+        lease: u64,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+    /// Write realistic synthetic logs and their ground truth.
+    GenLogs {
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of domains.
+        #[arg(long, default_value_t = 1000)]
+        domains: usize,
+        /// Number of log lines.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// Compress each file with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of deliberately bad lines (not in the ground truth).
+        #[arg(long, default_value_t = 0.0)]
+        bad_ratio: f64,
+        /// Number of files (hours of the day).
+        #[arg(long, default_value_t = 24)]
+        files: usize,
+        /// Where to write the ground truth (default: OUT.truth.csv beside OUT).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Print one (domain, day) as CSV: minute,bytes.
+    Inspect {
+        /// The store.
+        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+        store: String,
+        /// The domain.
+        #[arg(long)]
+        domain: String,
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        /// Only minutes with traffic.
+        #[arg(long)]
+        nonzero: bool,
+    },
+    /// Remove days older than the retention window.
+    Prune {
+        /// The store.
+        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+        store: String,
+        /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ).
+        #[arg(long, env = "SRCTRAFFIC_NOW")]
+        now: Option<String>,
+    },
+}

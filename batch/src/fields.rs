@@ -1,0 +1,298 @@
+//! Field values of a log line, per SPEC.md section 7: times in four formats to a UTC minute,
+//! byte counts, host names. Pure functions, no allocation on the common path.
+
+use srctraffic::time::{days_from_civil, days_in_month};
+use std::borrow::Cow;
+
+/// Removes RFC 4180 quoting: `"a""b"` is `a"b`. Unquoted input comes back borrowed.
+pub fn unquote(b: &[u8]) -> Cow<'_, [u8]> {
+    match b {
+        [b'"', inner @ .., b'"'] if !inner.is_empty() || b.len() == 2 => {
+            if memchr::memchr(b'"', inner).is_none() {
+                Cow::Borrowed(inner)
+            } else {
+                let mut out = Vec::with_capacity(inner.len());
+                let mut i = 0;
+                while i < inner.len() {
+                    out.push(inner[i]);
+                    i += if inner[i] == b'"' && inner.get(i + 1) == Some(&b'"') {
+                        2
+                    } else {
+                        1
+                    };
+                }
+                Cow::Owned(out)
+            }
+        }
+        _ => Cow::Borrowed(b),
+    }
+}
+
+/// Parses a byte count: a non-negative decimal integer, or `-` for zero.
+pub fn parse_bytes(b: &[u8]) -> Option<u64> {
+    let b = trim(b);
+    if b == b"-" {
+        return Some(0);
+    }
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    b.iter().try_fold(0u64, |acc, &c| {
+        if c.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+fn digits(b: &[u8]) -> Option<i64> {
+    if b.is_empty() {
+        return None;
+    }
+    b.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// Turns time fields into UTC minutes, remembering the last date seen (log lines come in time
+/// order, so the calendar arithmetic is done about once per file).
+#[derive(Debug, Default)]
+pub struct TimeParser {
+    date: [u8; 10],
+    day: i64,
+}
+
+impl TimeParser {
+    /// The UTC minute of a time field, or `None` if it is in none of the accepted formats.
+    pub fn minute(&mut self, b: &[u8]) -> Option<i64> {
+        let b = trim(b);
+        if b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[13] == b':' && b[16] == b':' {
+            return self.rfc3339(b);
+        }
+        if b.first().is_some_and(u8::is_ascii_digit) && b.iter().all(u8::is_ascii_digit) {
+            let n = digits(b)?;
+            return match b.len() {
+                13 => Some(n.div_euclid(60_000)),
+                1..=12 => Some(n.div_euclid(60)),
+                _ => None,
+            };
+        }
+        self.common_log(b)
+    }
+
+    fn day_of(&mut self, date: &[u8]) -> Option<i64> {
+        if date == self.date {
+            return Some(self.day);
+        }
+        let (y, m, d) = (
+            digits(&date[0..4])?,
+            digits(&date[5..7])? as u32,
+            digits(&date[8..10])? as u32,
+        );
+        if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+            return None;
+        }
+        self.day = days_from_civil(y, m, d);
+        self.date.copy_from_slice(date);
+        Some(self.day)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` also as `t` or a space.
+    fn rfc3339(&mut self, b: &[u8]) -> Option<i64> {
+        if !matches!(b[10], b'T' | b't' | b' ') {
+            return None;
+        }
+        let day = self.day_of(&b[..10])?;
+        let (h, mi, s) = (
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        );
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut rest = &b[19..];
+        if let [b'.', frac @ ..] = rest {
+            let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            rest = &frac[n..];
+        }
+        let offset = match rest {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), hh @ .., b':', m1, m2] if hh.len() == 2 => {
+                let (oh, om) = (digits(hh)?, digits(&[*m1, *m2])?);
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                if *sign == b'+' {
+                    oh * 60 + om
+                } else {
+                    -(oh * 60 + om)
+                }
+            }
+            _ => return None,
+        };
+        Some(day * 1440 + h * 60 + mi - offset)
+    }
+
+    /// The common log format: `10/Dec/2019:20:00:13 +0800`, brackets optional.
+    fn common_log(&mut self, b: &[u8]) -> Option<i64> {
+        let b = b.strip_prefix(b"[").unwrap_or(b);
+        let b = b.strip_suffix(b"]").unwrap_or(b);
+        if b.len() != 26
+            || b[2] != b'/'
+            || b[6] != b'/'
+            || b[11] != b':'
+            || b[14] != b':'
+            || b[17] != b':'
+            || b[20] != b' '
+        {
+            return None;
+        }
+        const MONTHS: [&[u8; 3]; 12] = [
+            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+            b"Dec",
+        ];
+        let m = MONTHS
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(&b[3..6]))? as u32
+            + 1;
+        let (d, y) = (digits(&b[0..2])? as u32, digits(&b[7..11])?);
+        if d == 0 || d > days_in_month(y, m) {
+            return None;
+        }
+        let (h, mi, s) = (
+            digits(&b[12..14])?,
+            digits(&b[15..17])?,
+            digits(&b[18..20])?,
+        );
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let (oh, om) = (digits(&b[22..24])?, digits(&b[24..26])?);
+        let offset = match b[21] {
+            b'+' => oh * 60 + om,
+            b'-' => -(oh * 60 + om),
+            _ => return None,
+        };
+        Some(days_from_civil(y, m, d) * 1440 + h * 60 + mi - offset)
+    }
+}
+
+/// Normalises a log's domain field: trim, drop `:port`, then the API's host-name rules
+/// (lower case, no trailing dot). `None` if it is not a valid host name.
+pub fn domain(b: &[u8]) -> Option<srctraffic::DomainName> {
+    let b = trim(b);
+    let b = match memchr::memrchr(b':', b) {
+        Some(i) if i + 1 < b.len() && b[i + 1..].iter().all(u8::is_ascii_digit) => &b[..i],
+        _ => b,
+    };
+    srctraffic::DomainName::parse(std::str::from_utf8(b).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn min(s: &str) -> Option<i64> {
+        TimeParser::default().minute(s.as_bytes())
+    }
+
+    const SEED_2000: i64 = 1_576_008_000 / 60; // 2019-12-10T20:00:00Z
+
+    #[test]
+    fn every_time_format_lands_in_the_same_minute() {
+        for s in [
+            "2019-12-10T20:00:13.123Z",
+            "2019-12-10T20:00:59Z",
+            "2019-12-10 20:00:00z",
+            "2019-12-11T04:00:13+08:00",
+            "2019-12-10T15:00:13.5-05:00",
+            "1576008013",
+            "1576008013123",
+            "10/Dec/2019:20:00:13 +0000",
+            "[11/Dec/2019:04:00:13 +0800]",
+            " 2019-12-10T20:00:00Z ",
+        ] {
+            assert_eq!(min(s), Some(SEED_2000), "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_times_are_refused() {
+        for s in [
+            "",
+            "yesterday",
+            "2019-12-10T20:00:13",
+            "2019-02-30T20:00:13Z",
+            "2019-12-10T25:00:00Z",
+            "2019-12-10T20:00:00.Z",
+            "2019-12-10T20:00:00+8:00",
+            "12345678901234",
+            "10/Foo/2019:20:00:13 +0000",
+            "-1576008013",
+        ] {
+            assert_eq!(min(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn byte_counts_are_non_negative_integers_or_a_dash() {
+        assert_eq!(parse_bytes(b"12345"), Some(12345));
+        assert_eq!(parse_bytes(b"-"), Some(0));
+        assert_eq!(parse_bytes(b" 7 "), Some(7));
+        for b in [
+            &b"-5"[..],
+            b"1.5",
+            b"",
+            b"abc",
+            b"99999999999999999999999",
+            b"1e3",
+        ] {
+            assert_eq!(parse_bytes(b), None, "{:?}", String::from_utf8_lossy(b));
+        }
+    }
+
+    #[test]
+    fn domains_lose_case_ports_and_trailing_dots() {
+        assert_eq!(
+            domain(b" Img.Example.COM.:8080 ").unwrap().as_str(),
+            "img.example.com"
+        );
+        assert!(domain(b"bad_domain.com").is_none());
+        assert!(domain(b"\xff.com").is_none());
+    }
+
+    #[test]
+    fn quotes_come_off() {
+        assert_eq!(&*unquote(b"\"a\"\"b\""), b"a\"b");
+        assert_eq!(&*unquote(b"\"a.com\""), b"a.com");
+        assert_eq!(&*unquote(b"\"\""), b"");
+        assert_eq!(&*unquote(b"plain"), b"plain");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_field_parsers(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = TimeParser::default().minute(&b);
+            let _ = parse_bytes(&b);
+            let _ = domain(&b);
+            let _ = unquote(&b);
+        }
+
+        #[test]
+        fn rfc3339_minutes_match_chrono(secs in 0i64..4_102_444_800, ms in 0u32..1000) {
+            let t = chrono::DateTime::from_timestamp(secs, ms * 1_000_000).unwrap();
+            let s = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            prop_assert_eq!(min(&s), Some(secs.div_euclid(60)));
+        }
+    }
+}

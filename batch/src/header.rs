@@ -1,0 +1,96 @@
+//! The header row: which column holds the time, the domain and the bytes.
+
+use crate::fields::unquote;
+use crate::scan::{Columns, split_all};
+
+/// The column names to look for (`--time-column` and friends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnNames {
+    /// Name of the time column.
+    pub time: String,
+    /// Name of the domain column.
+    pub domain: String,
+    /// Name of the bytes column.
+    pub bytes: String,
+}
+
+impl Default for ColumnNames {
+    fn default() -> Self {
+        ColumnNames {
+            time: "time".into(),
+            domain: "domain".into(),
+            bytes: "bytes".into(),
+        }
+    }
+}
+
+/// Finds the wanted columns in a header line (BOM, quotes, blanks and case ignored).
+/// Errs with the name of the first missing column.
+pub fn parse(line: &[u8], names: &ColumnNames) -> Result<Columns, String> {
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let fields: Vec<String> = split_all(line)
+        .into_iter()
+        .map(|f| {
+            String::from_utf8_lossy(&unquote(f))
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let find = |name: &str| {
+        let want = name.trim().to_ascii_lowercase();
+        fields
+            .iter()
+            .position(|f| *f == want)
+            .ok_or_else(|| name.to_owned())
+    };
+    Ok(Columns {
+        time: find(&names.time)?,
+        domain: find(&names.domain)?,
+        bytes: find(&names.bytes)?,
+        count: fields.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_layout_is_found() {
+        let h =
+            b"time,domain,origin_ip,method,uri,status,bytes,duration_ms,cache_status,request_id\r";
+        assert_eq!(
+            parse(h, &ColumnNames::default()),
+            Ok(Columns {
+                time: 0,
+                domain: 1,
+                bytes: 6,
+                count: 10
+            })
+        );
+    }
+
+    #[test]
+    fn names_match_loosely_and_a_missing_one_is_named() {
+        let h = b"\xEF\xBB\xBF\"Bytes\", Domain ,TIME";
+        assert_eq!(
+            parse(h, &ColumnNames::default()),
+            Ok(Columns {
+                time: 2,
+                domain: 1,
+                bytes: 0,
+                count: 3
+            })
+        );
+        assert_eq!(
+            parse(b"time,domain", &ColumnNames::default()),
+            Err("bytes".to_owned())
+        );
+        let renamed = ColumnNames {
+            bytes: "body_bytes_sent".into(),
+            ..ColumnNames::default()
+        };
+        assert!(parse(b"time,domain,body_bytes_sent", &renamed).is_ok());
+    }
+}

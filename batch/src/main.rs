@@ -1,0 +1,158 @@
+//! `srctraffic-batch`: parses the command line and runs a subcommand.
+
+use anyhow::Context;
+use clap::Parser;
+use srctraffic::Clock;
+use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
+use srctraffic_batch::cli::{Cli, Command};
+use srctraffic_batch::header::ColumnNames;
+use srctraffic_batch::{genlogs, ops};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn clock(now: Option<&str>) -> anyhow::Result<Clock> {
+    match now {
+        None => Ok(Clock::System),
+        Some(s) => Clock::fixed(s).with_context(|| {
+            format!("--now / SRCTRAFFIC_NOW must be yyyy-MM-ddTHH:mm:ssZ, got {s:?}")
+        }),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Aggregate {
+            store,
+            now,
+            rejects,
+            max_bad_ratio,
+            time_column,
+            domain_column,
+            bytes_column,
+            lease,
+            threads,
+            inputs,
+        } => {
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("setting --threads")?;
+            }
+            let opened = srctraffic::store::open(&store)
+                .with_context(|| format!("opening store {store}"))?;
+            let opts = AggregateOptions {
+                inputs,
+                clock: clock(now.as_deref())?,
+                rejects,
+                max_bad_ratio,
+                columns: ColumnNames {
+                    time: time_column,
+                    domain: domain_column,
+                    bytes: bytes_column,
+                },
+                lease: Duration::from_secs(lease),
+                progress: std::io::stderr().is_terminal(),
+            };
+            match aggregate_cmd::run(opened, &opts) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    if summary.has_unreadable() {
+                        eprintln!(
+                            "error: some inputs were unreadable and not committed; fix them and run again"
+                        );
+                        return Ok(ExitCode::from(3));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    if let AggregateError::TooManyBad { summary, .. } = &e {
+                        println!("{summary}");
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        Command::GenLogs {
+            out,
+            domains,
+            rows,
+            day,
+            gzip,
+            seed,
+            bad_ratio,
+            files,
+            truth,
+        } => {
+            let day = srctraffic::Day::parse(&day)
+                .with_context(|| format!("--day must be YYYY-MM-DD, got {day:?}"))?;
+            let opts = genlogs::GenOptions {
+                out,
+                domains,
+                rows,
+                day,
+                gzip,
+                seed,
+                bad_ratio,
+                files,
+                truth,
+            };
+            let report = genlogs::generate(&opts).context("generating logs")?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect {
+            store,
+            domain,
+            day,
+            nonzero,
+        } => {
+            let opened = srctraffic::store::open(&store)
+                .with_context(|| format!("opening store {store}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            rt.block_on(ops::inspect(
+                opened.as_ref(),
+                &domain,
+                &day,
+                nonzero,
+                &mut out,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune { store, now } => {
+            let opened = srctraffic::store::open(&store)
+                .with_context(|| format!("opening store {store}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (days, objects) = rt.block_on(ops::prune(
+                opened.as_ref(),
+                clock(now.as_deref())?.now_unix(),
+            ))?;
+            println!("pruned {days} days, {objects} objects");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

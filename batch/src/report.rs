@@ -1,0 +1,123 @@
+//! The summary a run prints at the end.
+
+use crate::rejects::Reason;
+use std::fmt;
+use std::time::Duration;
+
+/// What one `aggregate` run did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Input files found.
+    pub files: usize,
+    /// Files this run read.
+    pub read_files: usize,
+    /// Files skipped because an earlier run counted them.
+    pub already_committed: usize,
+    /// Files skipped because a live run is reading them: (file, run).
+    pub busy: Vec<(String, String)>,
+    /// Files that could not be read to the end: (file, error). Not committed.
+    pub unreadable: Vec<(String, String)>,
+    /// Files without a required column: (file, column). Every line rejected.
+    pub missing_column: Vec<(String, String)>,
+    /// Files with no bytes.
+    pub empty_files: usize,
+    /// Bytes of input read.
+    pub input_bytes: u64,
+    /// Physical lines read.
+    pub lines: u64,
+    /// Data records.
+    pub records: u64,
+    /// Records counted.
+    pub accepted: u64,
+    /// Records older than retention.
+    pub expired: u64,
+    /// Sum of counted bytes.
+    pub bytes_counted: u128,
+    /// Rejected lines by reason.
+    pub rejected: Vec<(Reason, u64)>,
+    /// The first rejected lines: (file, line, reason, text).
+    pub samples: Vec<(String, u64, Reason, String)>,
+    /// Rejected lines not written to the rejects file (past its limit).
+    pub rejects_not_written: u64,
+    /// Distinct domains.
+    pub domains: usize,
+    /// Distinct days.
+    pub days: usize,
+    /// Bucket objects written.
+    pub objects_written: usize,
+    /// Sealed runs of crashed processes finished first.
+    pub recovered_runs: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Whether some inputs could not be read (the rest was committed).
+    pub fn has_unreadable(&self) -> bool {
+        !self.unreadable.is_empty()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let rejected: u64 = self.rejected.iter().map(|r| r.1).sum();
+        writeln!(
+            f,
+            "files      {} found, {} read, {} already committed, {} busy elsewhere, {} unreadable, {} empty",
+            self.files,
+            self.read_files,
+            self.already_committed,
+            self.busy.len(),
+            self.unreadable.len(),
+            self.empty_files
+        )?;
+        writeln!(
+            f,
+            "lines      {} read, {} counted, {} expired (older than retention), {} rejected",
+            self.lines, self.accepted, self.expired, rejected
+        )?;
+        for (r, n) in &self.rejected {
+            writeln!(f, "  rejected {:<15} {n}", r.name())?;
+        }
+        for (file, line, reason, text) in &self.samples {
+            writeln!(f, "  {file}:{line}: {reason}: {text}")?;
+        }
+        if self.rejects_not_written > 0 {
+            writeln!(
+                f,
+                "  ({} rejected lines past the rejects file's limit were counted, not written)",
+                self.rejects_not_written
+            )?;
+        }
+        for (file, col) in &self.missing_column {
+            writeln!(f, "  {file}: no column {col:?}: every line rejected")?;
+        }
+        for (file, err) in &self.unreadable {
+            writeln!(f, "  {file}: unreadable, not committed: {err}")?;
+        }
+        for (file, run) in &self.busy {
+            writeln!(f, "  {file}: being read by run {run}")?;
+        }
+        writeln!(f, "bytes      {} counted", self.bytes_counted)?;
+        writeln!(
+            f,
+            "store      {} domains, {} days, {} objects written{}",
+            self.domains,
+            self.days,
+            self.objects_written,
+            if self.recovered_runs > 0 {
+                format!(", {} interrupted runs finished", self.recovered_runs)
+            } else {
+                String::new()
+            }
+        )?;
+        write!(
+            f,
+            "throughput {:.1} MB in {:.2} s: {:.1} MB/s",
+            self.input_bytes as f64 / 1e6,
+            secs,
+            self.input_bytes as f64 / 1e6 / secs
+        )
+    }
+}
