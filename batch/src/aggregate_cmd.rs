@@ -91,11 +91,14 @@ pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, Ag
 
     let inputs = input::discover(&opts.inputs)?;
     summary.files = inputs.len();
+    let phase = Instant::now();
     let identities: Vec<Result<String, String>> = inputs
         .par_iter()
         .map(|i| input::identity(&i.path).map_err(|e| e.to_string()))
         .collect();
 
+    summary.phases.push(("identify", phase.elapsed()));
+    let phase = Instant::now();
     let run = rt.block_on(ledger.begin())?;
     let mut mine: Vec<(Input, String)> = Vec::new();
     for (input, id) in inputs.iter().zip(identities) {
@@ -143,7 +146,11 @@ pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, Ag
         floor_day: now.div_euclid(86_400) - RETENTION_DAYS,
         keep_all_rejects: opts.rejects.is_some(),
     };
+    summary.phases.push(("claim", phase.elapsed()));
+    let phase = Instant::now();
     let result = read::read_all(&read_inputs, &read_opts, &bar);
+    summary.phases.push(("read", phase.elapsed()));
+    let phase = Instant::now();
     bar.finish_and_clear();
     beat.abort();
     if lost.load(Ordering::SeqCst) {
@@ -237,7 +244,10 @@ pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, Ag
     drop(cells);
     rt.block_on(ledger.seal(&run, counted_ids, max_minute, deltas))?;
     failpoint::hit("sealed");
+    summary.phases.push(("seal", phase.elapsed()));
+    let phase = Instant::now();
     let finished = rt.block_on(ledger.finish(run.id))?;
+    summary.phases.push(("apply", phase.elapsed()));
     summary.objects_written += finished.objects;
     summary.elapsed = started.elapsed();
     Ok(summary)

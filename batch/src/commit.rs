@@ -354,9 +354,11 @@ impl Ledger {
             r?;
         }
         failpoint::hit("committed");
-        self.store.delete(&ledger::deltas_key(id)).await?;
-        failpoint::hit("finishing");
+        // The record goes first: deltas without a record are garbage that `recover` sweeps,
+        // while a sealed record without deltas could not be told from a damaged store.
         self.store.delete(&ledger::run_key(id)).await?;
+        failpoint::hit("finishing");
+        self.store.delete(&ledger::deltas_key(id)).await?;
         Ok(Finished { runs: 1, objects })
     }
 
@@ -413,10 +415,19 @@ impl Ledger {
         Ok(written)
     }
 
-    /// Finishes sealed runs and gives up stale ones left by crashed runs.
+    /// Finishes sealed runs, gives up stale ones left by crashed runs, and sweeps deltas whose
+    /// run is gone.
     pub async fn recover(&self) -> Result<Finished> {
         let mut done = Finished::default();
-        for key in self.store.list(ledger::RUNS).await? {
+        let listed = self.store.list(ledger::RUNS).await?;
+        for key in &listed {
+            if let Some(stem) = key.strip_suffix(".deltas")
+                && !listed.iter().any(|k| k.strip_suffix(".json") == Some(stem))
+            {
+                self.store.delete(key).await?;
+            }
+        }
+        for key in listed {
             let Some(id) = key
                 .strip_prefix(ledger::RUNS)
                 .and_then(|k| k.strip_suffix(".json"))

@@ -130,6 +130,7 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
                     reports.push((file, report, false));
                 }
             }
+            crate::failpoint::hit("read");
             (agg, reports)
         })
         .reduce(new, |(mut a, mut ra), (b, rb)| {

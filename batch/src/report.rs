@@ -49,6 +49,8 @@ pub struct Summary {
     pub recovered_runs: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// Wall time of each phase, in order.
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 impl Summary {
@@ -112,6 +114,14 @@ impl fmt::Display for Summary {
                 String::new()
             }
         )?;
+        if !self.phases.is_empty() {
+            let parts: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64()))
+                .collect();
+            writeln!(f, "phases     {} (s)", parts.join(", "))?;
+        }
         write!(
             f,
             "throughput {:.1} MB in {:.2} s: {:.1} MB/s",

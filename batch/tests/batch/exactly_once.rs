@@ -1,0 +1,202 @@
+//! Replays, crashes and concurrent runs all end with every line counted exactly once.
+
+use crate::helpers::*;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// One shared set of logs: 6 files, 600 domains (three batches of bucket writes).
+fn shared_logs() -> &'static (PathBuf, Totals) {
+    static LOGS: OnceLock<(tempfile::TempDir, PathBuf, Totals)> = OnceLock::new();
+    let (_, logs, truth) = LOGS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (logs, truth) = gen_logs(dir.path(), 600, 30_000, 6, false);
+        let truth = read_truth(&truth);
+        (dir, logs, truth)
+    });
+    // The tempdir lives as long as the static.
+    static VIEW: OnceLock<(PathBuf, Totals)> = OnceLock::new();
+    VIEW.get_or_init(|| (logs.clone(), truth.clone()))
+}
+
+fn ledger_runs_left(store: &Path) -> usize {
+    std::fs::read_dir(store.join("ledger/runs"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn replaying_the_same_inputs_three_times_changes_nothing() {
+    let (logs, truth) = shared_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for round in 0..3 {
+        let out = aggregate(&store, &[logs], &[]);
+        assert_ok(&out);
+        if round > 0 {
+            assert!(
+                stdout(&out).contains("0 read, 6 already committed"),
+                "{}",
+                stdout(&out)
+            );
+        }
+        assert_eq!(&store_totals(&store).await, truth, "after round {round}");
+    }
+    // A renamed copy is the same input.
+    let copy = dir.path().join("renamed.csv");
+    let first = std::fs::read_dir(logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(first, &copy).unwrap();
+    assert_ok(&aggregate(&store, &[&copy], &[]));
+    assert_eq!(&store_totals(&store).await, truth);
+}
+
+/// Each scenario kills successive runs at these points; a last, clean run must end exact.
+const SCENARIOS: &[&[&str]] = &[
+    &["claim:1"],
+    &["claim:2"],
+    &["claim:4"],
+    &["claim:6"],
+    &["read:1"],
+    &["read:2"],
+    &["read:4"],
+    &["read:6"],
+    &["sealing:1"],
+    &["sealed:1"],
+    &["apply:1"],
+    &["apply:2"],
+    &["apply:3"],
+    &["watermark:1"],
+    &["committed:1"],
+    &["finishing:1"],
+    &["sealed:1", "apply:1"],
+    &["sealing:1", "claim:1"],
+    &["apply:2", "watermark:1"],
+    &["claim:3", "read:2"],
+    &["read:3", "sealed:1", "committed:1"],
+];
+
+#[tokio::test]
+async fn a_run_killed_anywhere_and_run_again_ends_exact() {
+    let (logs, truth) = shared_logs();
+    let mut points = 0;
+    for scenario in SCENARIOS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        for point in *scenario {
+            let out = aggregate_env(&store, &[logs], &[], Some(point));
+            assert_eq!(
+                out.status.signal(),
+                Some(libc_sigkill()),
+                "{scenario:?} at {point}: {}",
+                stdout(&out)
+            );
+            points += 1;
+        }
+        let out = aggregate(&store, &[logs], &[]);
+        assert_ok(&out);
+        assert!(
+            &store_totals(&store).await == truth,
+            "{scenario:?}: totals differ from the truth"
+        );
+        assert_eq!(
+            ledger_runs_left(&store),
+            0,
+            "{scenario:?}: run objects left behind"
+        );
+        // And once more changes nothing.
+        assert_ok(&aggregate(&store, &[logs], &[]));
+        assert!(
+            &store_totals(&store).await == truth,
+            "{scenario:?}: replay after recovery"
+        );
+    }
+    assert!(points >= 20);
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+fn halves(logs: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let second = files.split_off(files.len() / 2);
+    (files, second)
+}
+
+fn spawn(store: &Path, inputs: &[PathBuf]) -> std::process::Child {
+    bin()
+        .args(["aggregate", "--now", NOW, "--store"])
+        .arg(store)
+        .args(inputs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_on_disjoint_halves_both_land() {
+    let (logs, truth) = shared_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (a, b) = halves(logs);
+    let (ra, rb) = (spawn(&store, &a), spawn(&store, &b));
+    assert_ok(&ra.wait_with_output().unwrap());
+    assert_ok(&rb.wait_with_output().unwrap());
+    assert_eq!(&store_totals(&store).await, truth);
+}
+
+#[tokio::test]
+async fn concurrent_runs_on_the_same_inputs_count_once() {
+    let (logs, truth) = shared_logs();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let all = vec![logs.clone()];
+        let runs: Vec<_> = (0..3).map(|_| spawn(&store, &all)).collect();
+        for r in runs {
+            assert_ok(&r.wait_with_output().unwrap());
+        }
+        assert_eq!(&store_totals(&store).await, truth);
+        assert_eq!(ledger_runs_left(&store), 0);
+    }
+}
+
+#[tokio::test]
+async fn lines_thirty_days_late_land_in_their_own_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let late = dir.path().join("late.csv");
+    std::fs::write(
+        &late,
+        "time,domain,bytes\n\
+         2019-12-10T23:59:00Z,late.example.com,5\n\
+         2019-11-10T12:34:56Z,late.example.com,777\n\
+         2019-09-01T00:00:00Z,late.example.com,1\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = aggregate(&store, &[&late], &[]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("1 expired"), "{}", stdout(&out));
+    let days = [srctraffic::Day::parse("2019-11-10").unwrap()];
+    let api = api_totals(&store, &["late.example.com".to_owned()], &days).await;
+    assert_eq!(
+        api.into_iter().collect::<Vec<_>>(),
+        [(
+            (
+                "late.example.com".to_owned(),
+                "2019-11-10T12:34:00Z".to_owned()
+            ),
+            777
+        )]
+    );
+}

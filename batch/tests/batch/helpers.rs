@@ -1,0 +1,162 @@
+//! Runs the binary, reads ground truth, and reads totals back through the store and the API's
+//! query path.
+
+use srctraffic::api::request::{RawRequest, parse_request};
+use srctraffic::bucket::DayBucket;
+use srctraffic::store::{LocalStore, Store, keys};
+use srctraffic::{Day, Minute, query};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const NOW: &str = "2019-12-11T00:00:00Z";
+
+/// (domain, minute in API format) -> bytes, zero totals left out.
+pub type Totals = BTreeMap<(String, String), u64>;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_srctraffic-batch"));
+    c.env_remove("SRCTRAFFIC_FAILPOINT")
+        .env("RUST_LOG", "error");
+    c
+}
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Generates logs into `dir/logs`; returns (logs dir, truth file).
+pub fn gen_logs(
+    dir: &Path,
+    domains: usize,
+    rows: u64,
+    files: usize,
+    gzip: bool,
+) -> (PathBuf, PathBuf) {
+    let logs = dir.join("logs");
+    let mut c = bin();
+    c.args(["gen-logs", "--day", "2019-12-10", "--seed", "3"])
+        .args([
+            "--domains",
+            &domains.to_string(),
+            "--rows",
+            &rows.to_string(),
+            "--files",
+            &files.to_string(),
+        ])
+        .arg("--out")
+        .arg(&logs);
+    if gzip {
+        c.arg("--gzip");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = dir.join("logs.truth.csv");
+    (logs, truth)
+}
+
+pub fn aggregate(store: &Path, inputs: &[&Path], extra: &[&str]) -> Output {
+    aggregate_env(store, inputs, extra, None)
+}
+
+pub fn aggregate_env(
+    store: &Path,
+    inputs: &[&Path],
+    extra: &[&str],
+    failpoint: Option<&str>,
+) -> Output {
+    let mut c = bin();
+    c.args(["aggregate", "--now", NOW, "--store"])
+        .arg(store)
+        .args(extra)
+        .args(inputs);
+    if let Some(f) = failpoint {
+        c.env("SRCTRAFFIC_FAILPOINT", f);
+    }
+    c.output().unwrap()
+}
+
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn read_truth(path: &Path) -> Totals {
+    let mut t = Totals::new();
+    for line in std::fs::read_to_string(path).unwrap().lines().skip(1) {
+        let mut f = line.split(',');
+        let (d, m, b) = (
+            f.next().unwrap(),
+            f.next().unwrap(),
+            f.next().unwrap().parse::<u64>().unwrap(),
+        );
+        if b > 0 {
+            *t.entry((d.to_owned(), m.to_owned())).or_default() += b;
+        }
+    }
+    t
+}
+
+/// Every non-zero minute in the store's buckets.
+pub async fn store_totals(dir: &Path) -> Totals {
+    let store = LocalStore::open(dir).unwrap();
+    let mut t = Totals::new();
+    for key in store.list(keys::BUCKETS).await.unwrap() {
+        let b = DayBucket::decode(&store.get(&key).await.unwrap().unwrap()).unwrap();
+        let first = b.day.first_minute().0;
+        for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
+            t.insert(
+                (b.domain.to_string(), Minute(first + i as i64).to_string()),
+                *v,
+            );
+        }
+    }
+    t
+}
+
+/// Every non-zero minute the API answers, asking per domain and day at a one-minute interval.
+pub async fn api_totals(dir: &Path, domains: &[String], days: &[Day]) -> Totals {
+    let store = LocalStore::open(dir).unwrap();
+    let now = srctraffic::time::ApiTime::parse(NOW)
+        .unwrap()
+        .unix_seconds();
+    let mut t = Totals::new();
+    for d in domains {
+        for day in days {
+            let start = day.first_minute();
+            let q = format!(
+                "Action=DescribeDomainRealTimeSrcTrafficData&DomainName={d}&StartTime={start}&EndTime={}&Interval=60",
+                Minute(start.0 + 1439)
+            );
+            let (_, req) = parse_request(
+                &RawRequest {
+                    method: "GET",
+                    query: Some(&q),
+                    ..Default::default()
+                },
+                now,
+            );
+            for p in query::series(&store, &req.unwrap()).await.unwrap() {
+                if p.bytes > 0 {
+                    t.insert((d.clone(), p.slot.to_string()), p.bytes);
+                }
+            }
+        }
+    }
+    t
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
