@@ -93,6 +93,12 @@ pub enum Command {
         #[arg(long)]
         nonzero: bool,
     },
+    /// Print every minute with traffic as CSV: domain,minute,bytes.
+    Export {
+        /// The store.
+        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+        store: String,
+    },
     /// Remove days older than the retention window.
     Prune {
         /// The store.

@@ -7,7 +7,7 @@ use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
 use srctraffic_batch::cli::{Cli, Command};
 use srctraffic_batch::header::ColumnNames;
 use srctraffic_batch::{genlogs, ops};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -139,6 +139,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 nonzero,
                 &mut out,
             ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { store } => {
+            let opened = srctraffic::store::open(&store).with_context(|| format!("opening store {store}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            rt.block_on(ops::export(opened.as_ref(), &mut out))?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune { store, now } => {

@@ -50,6 +50,30 @@ pub async fn inspect(
     Ok(())
 }
 
+/// Writes every minute with traffic in the store as `domain,minute,bytes` CSV, sorted by
+/// domain then minute.
+pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsError> {
+    let mut cells: Vec<(DomainName, Day, String)> = store
+        .list(keys::BUCKETS)
+        .await?
+        .into_iter()
+        .filter_map(|k| keys::parse_bucket(&k).map(|(day, d)| (d, day, k)))
+        .collect();
+    cells.sort();
+    writeln!(out, "domain,minute,bytes")?;
+    let mut rows = 0;
+    for (domain, day, key) in cells {
+        let Some(bytes) = store.get(&key).await? else { continue };
+        let b = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+        let first = day.first_minute().0;
+        for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
+            writeln!(out, "{domain},{},{v}", srctraffic::Minute(first + i as i64))?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
 /// Deletes every bucket of days before the retention window; returns (days, objects) removed.
 pub async fn prune(store: &dyn Store, now_unix: i64) -> Result<(usize, usize), OpsError> {
     let floor = Day((now_unix.div_euclid(86_400) - RETENTION_DAYS) as i32);

@@ -22,6 +22,12 @@ async fn round_trip(gzip: bool) {
     assert_eq!(api.len(), truth.len());
     assert!(api == truth, "the API disagrees with the ground truth");
     assert_eq!(store_totals(&store).await, truth);
+    // `export` prints the same cells, in the ground truth's own format.
+    let exported = bin().arg("export").arg("--store").arg(&store).output().unwrap();
+    assert_ok(&exported);
+    let exported_path = dir.path().join("export.csv");
+    std::fs::write(&exported_path, &exported.stdout).unwrap();
+    assert_eq!(read_truth(&exported_path), truth);
     let summary = stdout(&out);
     assert!(summary.contains("6 found, 6 read"), "{summary}");
     assert!(summary.contains("60000 counted"), "{summary}");

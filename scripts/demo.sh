@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on the embedded default store, from nothing: make a day of logs, fold them into
+# ./data, then serve the API on 127.0.0.1 and print a request to try.
+#   bash scripts/demo.sh            # 1M lines; ROWS=10000000 for the benchmark's size
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-1000000}
+LISTEN=${LISTEN:-127.0.0.1:9000}
+DAY=2019-12-10
+NOW=2019-12-11T00:00:00Z
+
+cargo build --release --locked -p srctraffic-batch -p srctraffic-api
+rm -rf demo-logs demo-logs.truth.csv
+./target/release/srctraffic-batch gen-logs --out demo-logs --domains 200 --rows "$ROWS" --day $DAY --bad-ratio 0.0005
+./target/release/srctraffic-batch aggregate --store ./data --now $NOW --rejects demo-rejects.csv demo-logs
+domain=$(sed -n 2p demo-logs.truth.csv | cut -d, -f1)
+cat <<MSG
+
+The API is starting on http://$LISTEN (auth off, data clock fixed at $NOW). Try:
+
+  curl 'http://$LISTEN/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName=$domain&StartTime=${DAY}T20:00:00Z&EndTime=${DAY}T20:05:00Z&Format=JSON'
+
+Ctrl-C stops it.
+MSG
+exec ./target/release/srctraffic-api serve --listen "$LISTEN" --store ./data --auth off --now $NOW
