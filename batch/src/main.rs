@@ -142,8 +142,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { store } => {
-            let opened = srctraffic::store::open(&store).with_context(|| format!("opening store {store}"))?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let opened = srctraffic::store::open(&store)
+                .with_context(|| format!("opening store {store}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             rt.block_on(ops::export(opened.as_ref(), &mut out))?;
             out.flush()?;

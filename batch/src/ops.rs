@@ -63,8 +63,13 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsE
     writeln!(out, "domain,minute,bytes")?;
     let mut rows = 0;
     for (domain, day, key) in cells {
-        let Some(bytes) = store.get(&key).await? else { continue };
-        let b = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+        let Some(bytes) = store.get(&key).await? else {
+            continue;
+        };
+        let b = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
         let first = day.first_minute().0;
         for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
             writeln!(out, "{domain},{},{v}", srctraffic::Minute(first + i as i64))?;

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes per parallel chunk of a plain file.
 pub const CHUNK: u64 = 8 << 20;
@@ -88,18 +88,18 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
         Task::Gzip { .. } => 0,
         Task::Chunk { .. } => 1,
     });
-    // Each report says whether it came from a chunk, whose failure leaves sibling chunks counted.
-    let new = || {
-        (
-            Aggregator::new(opts.floor_day, opts.keep_all_rejects),
-            Vec::<(u32, FileReport, bool)>::new(),
-        )
-    };
-    let (mut agg, reports) = tasks
+    // One aggregator per worker rather than per task: merging one costs about as much as
+    // scanning a chunk. Each report says whether it came from a chunk, whose failure leaves
+    // sibling chunks counted.
+    let fresh = || Aggregator::new(opts.floor_day, opts.keep_all_rejects);
+    let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
+    let take = || lock(&pool).pop().unwrap_or_else(fresh);
+    let reports: Vec<(u32, FileReport, bool)> = tasks
         .into_par_iter()
         .with_max_len(1)
-        .fold(new, |(mut agg, mut reports), task| {
-            match task {
+        .map(|task| {
+            let mut agg = take();
+            let report = match task {
                 Task::Chunk {
                     file,
                     handle,
@@ -117,27 +117,29 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
                             ..Default::default()
                         },
                     };
-                    reports.push((file, report, true));
                     progress.inc(end - begin);
+                    (file, report, true)
                 }
                 Task::Gzip { file } => {
-                    let mut local = Aggregator::new(opts.floor_day, opts.keep_all_rejects);
+                    let mut local = fresh();
                     let report =
                         read_gzip(&mut local, file, &inputs[file as usize], opts, progress);
                     if report.error.is_none() {
                         agg.merge(local);
                     }
-                    reports.push((file, report, false));
+                    (file, report, false)
                 }
-            }
+            };
+            lock(&pool).push(agg);
             crate::failpoint::hit("read");
-            (agg, reports)
+            report
         })
-        .reduce(new, |(mut a, mut ra), (b, rb)| {
-            a.merge(b);
-            ra.extend(rb);
-            (a, ra)
-        });
+        .collect();
+    let mut aggs = pool.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut agg = aggs.pop().unwrap_or_else(fresh);
+    for other in aggs {
+        agg.merge(other);
+    }
     let mut failed_chunks: Vec<usize> = Vec::new();
     for (file, r, chunk) in reports {
         let f = &mut files[file as usize];
@@ -178,6 +180,11 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
     }
     resolve_offsets(inputs, &mut agg);
     ReadResult { agg, files }
+}
+
+/// Locks the pool; a poisoned lock only means a worker panicked, and the aggregators are whole.
+fn lock(pool: &Mutex<Vec<Aggregator>>) -> MutexGuard<'_, Vec<Aggregator>> {
+    pool.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reads the header and cuts a plain file into chunk tasks; a gzip file is one task.

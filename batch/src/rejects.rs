@@ -110,17 +110,22 @@ impl Rejects {
     /// Counts one reject and keeps it if there is room.
     pub fn add(&mut self, file: u32, at: Position, reason: Reason, raw: &[u8]) {
         self.counts[reason.index()] += 1;
+        let make = || Reject {
+            file,
+            at,
+            reason,
+            text: String::from_utf8_lossy(&raw[..raw.len().min(TEXT_LIMIT)]).into_owned(),
+        };
         let limit = if self.keep_all { KEEP_LIMIT } else { SAMPLES };
         if self.kept.len() < limit {
-            let cut = &raw[..raw.len().min(TEXT_LIMIT)];
-            self.kept.push(Reject {
-                file,
-                at,
-                reason,
-                text: String::from_utf8_lossy(cut).into_owned(),
-            });
+            self.kept.push(make());
         } else if self.keep_all {
             self.not_kept += 1;
+        } else if let Some(latest) = self.kept.iter_mut().max_by_key(|r| (r.file, r.at))
+            && (file, at) < (latest.file, latest.at)
+        {
+            // Workers take chunks in any order: keep the earliest samples, not the first seen.
+            *latest = make();
         }
     }
 

@@ -23,7 +23,12 @@ async fn round_trip(gzip: bool) {
     assert!(api == truth, "the API disagrees with the ground truth");
     assert_eq!(store_totals(&store).await, truth);
     // `export` prints the same cells, in the ground truth's own format.
-    let exported = bin().arg("export").arg("--store").arg(&store).output().unwrap();
+    let exported = bin()
+        .arg("export")
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
     assert_ok(&exported);
     let exported_path = dir.path().join("export.csv");
     std::fs::write(&exported_path, &exported.stdout).unwrap();
