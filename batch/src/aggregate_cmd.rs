@@ -260,7 +260,7 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     // Draws only on a terminal; on a pipe the bar stays silent.
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} eta {eta}",
     ) {
         bar.set_style(style);
     }

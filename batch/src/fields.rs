@@ -86,7 +86,9 @@ impl TimeParser {
     }
 
     fn day_of(&mut self, date: &[u8]) -> Option<i64> {
-        if date == self.date {
+        // A fixed-size compare inlines; a slice compare would call memcmp on every line.
+        let date: &[u8; 10] = date.try_into().ok()?;
+        if *date == self.date {
             return Some(self.day);
         }
         let (y, m, d) = (

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes per parallel chunk of a plain file.
@@ -94,6 +95,7 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
     let fresh = || Aggregator::new(opts.floor_day, opts.keep_all_rejects);
     let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
     let take = || lock(&pool).pop().unwrap_or_else(fresh);
+    let (lines_done, started) = (AtomicU64::new(0), std::time::Instant::now());
     let reports: Vec<(u32, FileReport, bool)> = tasks
         .into_par_iter()
         .with_max_len(1)
@@ -131,6 +133,9 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
                 }
             };
             lock(&pool).push(agg);
+            let done = lines_done.fetch_add(report.1.lines, Ordering::Relaxed) + report.1.lines;
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            progress.set_message(format!("{:.2} M lines/s", rate / 1e6));
             crate::failpoint::hit("read");
             report
         })

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOCK_STRIPES: u64 = 64;
+/// Batches at least this large are staged on [`STAGE_THREADS`] threads.
+const PARALLEL_STAGE: usize = 64;
+const STAGE_THREADS: usize = 2;
 /// Above this many keys, `get_many` spreads reads over several blocking tasks.
 const KEYS_PER_TASK: usize = 32;
 
@@ -114,13 +117,45 @@ impl LocalStore {
                 Err(e) => return items.iter().map(|(k, _, _)| Err(io_err(k, &e))).collect(),
             }
         }
+        // Staging (precondition check, encode-free write of a temporary file) is independent per
+        // item: spread it over a few threads when the batch is large.
+        let stage_one = |(key, bytes, when): &(String, Vec<u8>, Precondition)| {
+            self.stage(key, bytes, when)
+                .map(|(tmp, path)| (tmp, path, version_of(bytes)))
+        };
+        let outcomes: Vec<Result<(PathBuf, PathBuf, Version), StoreError>> = if items.len()
+            >= PARALLEL_STAGE
+        {
+            let per = items.len().div_ceil(STAGE_THREADS);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = items
+                    .chunks(per)
+                    .map(|part| scope.spawn(move || part.iter().map(stage_one).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .zip(items.chunks(per))
+                    .flat_map(|(h, part)| {
+                        h.join().unwrap_or_else(|_| {
+                            part.iter()
+                                .map(|(k, _, _)| {
+                                    Err(StoreError::Unavailable(format!("staging {k} panicked")))
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            items.iter().map(stage_one).collect()
+        };
         let mut results: Vec<PutResult> = Vec::with_capacity(items.len());
         let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
-        for (i, (key, bytes, when)) in items.iter().enumerate() {
-            match self.stage(key, bytes, when) {
-                Ok((tmp, path)) => {
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok((tmp, path, version)) => {
                     staged.push((i, tmp, path));
-                    results.push(Ok(version_of(bytes)));
+                    results.push(Ok(version));
                 }
                 Err(e) => results.push(Err(e)),
             }
