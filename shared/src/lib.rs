@@ -9,8 +9,10 @@
 //!   object key layout and the ingest watermark.
 //! - [`query`]: answers a checked request from the store.
 //! - [`clock`]: the data clock ("now"), real or fixed.
+//! - [`auth`]: request signatures (V1 and V3), nonces, throttling, credentials.
 
 pub mod api;
+pub mod auth;
 pub mod bucket;
 pub mod clock;
 pub mod domain;

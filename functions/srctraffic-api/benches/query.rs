@@ -30,10 +30,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalStore::open(dir.path()).expect("store");
     rt.block_on(fill(&store));
-    let app = router(AppState {
-        store: Arc::new(store),
-        clock: Clock::fixed(NOW).expect("clock"),
-    });
+    let app = router(AppState::open(
+        Arc::new(store),
+        Clock::fixed(NOW).expect("clock"),
+    ));
 
     let domains = |n: usize| {
         (0..n)

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use srctraffic::Clock;
+use srctraffic::auth::credentials::{Credentials, CredentialsError};
 
 /// Command line of `srctraffic-api`.
 #[derive(Debug, Parser)]
@@ -63,6 +64,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Whether signatures are checked.
     pub auth: Auth,
+    /// The credentials, when they are.
+    pub credentials: Option<Credentials>,
 }
 
 /// A setting that cannot be used.
@@ -71,12 +74,22 @@ pub enum ConfigError {
     /// `SRCTRAFFIC_NOW` / `--now` is not in the API time format.
     #[error("SRCTRAFFIC_NOW / --now must be yyyy-MM-ddTHH:mm:ssZ, got {0:?}")]
     BadNow(String),
-    /// Auth is on, but this build cannot verify signatures yet.
+    /// Auth is on but no credentials were named.
     #[error(
-        "SRCTRAFFIC_AUTH / --auth is on, but this build does not verify request signatures yet; \
-         set SRCTRAFFIC_AUTH=off (or --auth off) for local use"
+        "SRCTRAFFIC_AUTH / --auth is on, so SRCTRAFFIC_CREDENTIALS / --credentials must name a credentials file (or set --auth off for local use)"
     )]
-    AuthUnavailable,
+    NoCredentials,
+    /// The credentials file cannot be read.
+    #[error("SRCTRAFFIC_CREDENTIALS / --credentials {0}: {1}")]
+    ReadCredentials(String, String),
+    /// The credentials file is not usable.
+    #[error("SRCTRAFFIC_CREDENTIALS / --credentials {0}: {1}")]
+    BadCredentials(String, CredentialsError),
+    /// Credentials in S3 need the S3 store.
+    #[error(
+        "SRCTRAFFIC_CREDENTIALS / --credentials {0}: s3:// credentials need the S3 store, which this build does not have yet"
+    )]
+    S3Credentials(String),
 }
 
 impl Cli {
@@ -86,13 +99,31 @@ impl Cli {
             None => Clock::System,
             Some(s) => Clock::fixed(s).ok_or_else(|| ConfigError::BadNow(s.clone()))?,
         };
-        if self.auth == Auth::On {
-            return Err(ConfigError::AuthUnavailable);
-        }
+        let credentials = match (self.auth, &self.credentials) {
+            (Auth::Off, _) => None,
+            (Auth::On, None) => return Err(ConfigError::NoCredentials),
+            (Auth::On, Some(c)) if c.starts_with("s3://") => {
+                return Err(ConfigError::S3Credentials(c.clone()));
+            }
+            (Auth::On, Some(path)) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| ConfigError::ReadCredentials(path.clone(), e.to_string()))?;
+                let creds = Credentials::from_json(&bytes)
+                    .map_err(|e| ConfigError::BadCredentials(path.clone(), e))?;
+                if creds.is_empty() {
+                    return Err(ConfigError::BadCredentials(
+                        path.clone(),
+                        CredentialsError::Json("no keys".into()),
+                    ));
+                }
+                Some(creds)
+            }
+        };
         Ok(Settings {
             store: self.store.clone(),
             clock,
             auth: self.auth,
+            credentials,
         })
     }
 }

@@ -1,22 +1,42 @@
-//! The one handler: parse and check the request, read the buckets, render the answer. Every
-//! path ends in a rendered document with the request id in the `x-acs-request-id` header.
+//! The one handler: authenticate, parse and check the request, check the caller owns the
+//! domains, read the buckets, render the answer. Every path ends in a rendered document with the
+//! request id in the `x-acs-request-id` header.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
+use srctraffic::api::params::Params;
 use srctraffic::api::render::{Rendered, render_error, render_success};
-use srctraffic::api::request::parse_request;
+use srctraffic::api::request::{Format, QueryRequest, parse_decoded};
+use srctraffic::auth::{AuthInput, Authenticator};
 use srctraffic::{ApiError, Clock, RawRequest, Store, query};
 use std::sync::Arc;
+use std::time::Instant;
 
-/// What every request needs: the store and the data clock.
+/// What every request needs: the store, the data clock and, with auth on, the authenticator.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The bucket store.
     pub store: Arc<dyn Store>,
     /// The data clock.
     pub clock: Clock,
+    /// Checks signatures; `None` with auth off.
+    pub auth: Option<Arc<Authenticator>>,
+    /// The monotonic clock's origin, for throttling.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State with auth off.
+    pub fn open(store: Arc<dyn Store>, clock: Clock) -> AppState {
+        AppState {
+            store,
+            clock,
+            auth: None,
+            started: Instant::now(),
+        }
+    }
 }
 
 /// The router: the API answers on every path, because API Gateway REST stages and custom
@@ -44,10 +64,12 @@ async fn api(
         acs_version: h("x-acs-version"),
     };
     let host = h("host").unwrap_or("srctraffic");
-    let (format, parsed) = parse_request(&raw, state.clock.now_unix());
-    let rendered = match parsed {
-        Err(e) => render_error(&e, format, &request_id, host),
-        Ok(req) => match query::series(state.store.as_ref(), &req).await {
+    let params = raw.params();
+    let checked = check(&state, &raw, &params, &headers);
+    let format = checked.as_ref().map_or_else(|(f, _)| *f, |(f, _)| *f);
+    let rendered = match checked {
+        Err((_, e)) => render_error(&e, format, &request_id, host),
+        Ok((_, req)) => match query::series(state.store.as_ref(), &req).await {
             Ok(points) => render_success(&req, &points, format, &request_id),
             Err(e) => {
                 tracing::error!(request_id, error = %e, "store read failed");
@@ -68,6 +90,52 @@ async fn api(
         );
     }
     into_response(rendered, &request_id)
+}
+
+/// Authenticates (first of all), parses, and checks the caller owns every domain asked for.
+/// Either way, says which format to answer in.
+fn check(
+    state: &AppState,
+    raw: &RawRequest<'_>,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<(Format, QueryRequest), (Format, ApiError)> {
+    let (format, _) = Format::negotiate(params.get("Format"), raw.accept);
+    let principal = match &state.auth {
+        None => None,
+        Some(auth) => {
+            let query = Params::decode(raw.query, None);
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let input = AuthInput {
+                method: raw.method,
+                params: params.pairs(),
+                query: query.pairs(),
+                headers: &headers,
+                body: raw.body,
+            };
+            let real_now = Clock::System.now_unix();
+            let mono_ms = state.started.elapsed().as_millis() as i64;
+            match auth.authenticate(&input, real_now, mono_ms) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::info!(code = e.code(), "request refused by authentication");
+                    return Err((format, e));
+                }
+            }
+        }
+    };
+    let (format, parsed) = parse_decoded(raw, params, state.clock.now_unix());
+    let req = parsed.map_err(|e| (format, e))?;
+    if let Some(p) = principal {
+        // A domain that is not the caller's gets the same answer whether it exists or not.
+        if !p.key.allows_all(req.domains.names()) {
+            return Err((format, ApiError::DomainNotOwned));
+        }
+    }
+    Ok((format, req))
 }
 
 fn into_response(r: Rendered, request_id: &str) -> Response<Body> {

@@ -24,10 +24,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let store = srctraffic::store::open(&settings.store)
         .with_context(|| format!("opening store {}", settings.store))?;
-    let app = router(AppState {
-        store,
-        clock: settings.clock,
-    });
+    let mut state = AppState::open(store, settings.clock);
+    if let Some(creds) = settings.credentials {
+        tracing::info!(keys = creds.len(), "request signing on");
+        state.auth = Some(std::sync::Arc::new(srctraffic::auth::Authenticator::new(
+            creds,
+        )));
+    }
+    let app = router(state);
     if on_lambda {
         return lambda_http::run(app)
             .await

@@ -52,6 +52,30 @@ pub enum ApiError {
     /// A version other than `2018-05-10` was asked for.
     #[error("Specified parameter Version is not valid.")]
     VersionInvalid,
+    /// A signature parameter or header is missing or malformed.
+    #[error("The request signature does not conform to Aliyun standards.")]
+    IncompleteSignature,
+    /// The AccessKeyId is not in the credentials.
+    #[error("Specified access key is not found.")]
+    AccessKeyNotFound,
+    /// The signature does not match; carries the server's string to sign, after the colon the
+    /// core SDK splits on to tell its user the secret is wrong.
+    #[error(
+        "Specified signature is not matched with our calculation. server string to sign is:{0}"
+    )]
+    SignatureMismatch(String),
+    /// The timestamp is more than 15 minutes from the server clock.
+    #[error("Specified time stamp or date value is expired.")]
+    TimestampExpired,
+    /// The nonce was seen within the last 15 minutes.
+    #[error("The request signature nonce has been used.")]
+    NonceUsed,
+    /// More than 10 calls in one second by one AccessKeyId.
+    #[error("Request was denied due to user flow control.")]
+    Throttled,
+    /// A domain the caller does not own, whether or not it exists.
+    #[error("The domain provided does not belong to you.")]
+    DomainNotOwned,
     /// An unexpected failure; its detail was logged where it happened.
     #[error("The request processing has failed due to some unknown error, exception or failure.")]
     Internal,
@@ -64,7 +88,7 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::ActionNotFound => 404,
+            Self::ActionNotFound | Self::AccessKeyNotFound | Self::DomainNotOwned => 404,
             Self::Internal => 500,
             Self::ServiceUnavailable => 503,
             _ => 400,
@@ -86,6 +110,13 @@ impl ApiError {
             Self::FormatInvalid => "InvalidParameter.Format",
             Self::ActionNotFound => "InvalidAction.NotFound",
             Self::VersionInvalid => "InvalidVersion",
+            Self::IncompleteSignature => "IncompleteSignature",
+            Self::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
+            Self::SignatureMismatch(_) => "SignatureDoesNotMatch",
+            Self::TimestampExpired => "InvalidTimeStamp.Expired",
+            Self::NonceUsed => "SignatureNonceUsed",
+            Self::Throttled => "Throttling.User",
+            Self::DomainNotOwned => "InvalidDomain.NotFound",
             Self::Internal => "InternalError",
             Self::ServiceUnavailable => "ServiceUnavailable",
         }
@@ -113,6 +144,13 @@ impl ApiError {
             Self::FormatInvalid,
             Self::ActionNotFound,
             Self::VersionInvalid,
+            Self::IncompleteSignature,
+            Self::AccessKeyNotFound,
+            Self::SignatureMismatch("GET&%2F&AccessKeyId%3Dk".to_owned()),
+            Self::TimestampExpired,
+            Self::NonceUsed,
+            Self::Throttled,
+            Self::DomainNotOwned,
             Self::Internal,
             Self::ServiceUnavailable,
         ]
@@ -171,7 +209,9 @@ mod tests {
     fn only_unknown_action_internal_and_unavailable_leave_the_400s() {
         for e in ApiError::all() {
             let expected = match e {
-                ApiError::ActionNotFound => 404,
+                ApiError::ActionNotFound
+                | ApiError::AccessKeyNotFound
+                | ApiError::DomainNotOwned => 404,
                 ApiError::Internal => 500,
                 ApiError::ServiceUnavailable => 503,
                 _ => 400,

@@ -170,9 +170,18 @@ impl QueryRequest {
 ///
 /// Returns the answer format in every case, so that errors, too, go out in the caller's format.
 pub fn parse_request(raw: &RawRequest<'_>, now: i64) -> (Format, Result<QueryRequest, ApiError>) {
-    let params = raw.params();
+    parse_decoded(raw, &raw.params(), now)
+}
+
+/// [`parse_request`] over parameters already decoded from `raw` (the function decodes them once,
+/// for the signature check and for this).
+pub fn parse_decoded(
+    raw: &RawRequest<'_>,
+    params: &Params,
+    now: i64,
+) -> (Format, Result<QueryRequest, ApiError>) {
     let (format, format_ok) = Format::negotiate(params.get("Format"), raw.accept);
-    let result = format_ok.and_then(|()| check(raw, &params, now));
+    let result = format_ok.and_then(|()| check(raw, params, now));
     (format, result)
 }
 

@@ -54,10 +54,10 @@ pub async fn seed_store() -> tempfile::TempDir {
 
 /// The router over a store directory, with the fixed clock.
 pub fn app(dir: &Path) -> Router {
-    router(AppState {
-        store: Arc::new(LocalStore::open(dir).unwrap()),
-        clock: Clock::fixed(NOW).unwrap(),
-    })
+    router(AppState::open(
+        Arc::new(LocalStore::open(dir).unwrap()),
+        Clock::fixed(NOW).unwrap(),
+    ))
 }
 
 /// `srctraffic-api serve` on a free port; killed on drop.
@@ -68,17 +68,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(store: &Path) -> Server {
+        Server::start_with(store, &["--auth", "off"])
+    }
+
+    pub fn start_with(store: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_srctraffic-api"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--auth",
-                "off",
-                "--now",
-                NOW,
-                "--store",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
+            .args(extra)
+            .arg("--store")
             .arg(store)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -293,7 +290,8 @@ pub async fn invoke(app: Router, event: &str) -> HttpResponse {
     }
 }
 
-/// Parameters that provoke each request error; `None` for the two that need a broken store.
+/// Parameters that provoke each request error; `None` for those that need a broken store or
+/// signed requests.
 pub fn provoke(e: &ApiError) -> Option<Vec<(String, String)>> {
     let base = |extra: &[(&str, &str)]| {
         let mut p = pairs(&[("Action", ACTION), ("DomainName", "example.com")]);
@@ -335,7 +333,16 @@ pub fn provoke(e: &ApiError) -> Option<Vec<(String, String)>> {
             ("DomainName", "example.com"),
         ]),
         ApiError::VersionInvalid => base(&[("Version", "2014-11-11")]),
-        ApiError::Internal | ApiError::ServiceUnavailable => return None,
+        // A broken store, or signed requests: see `errors` and `auth`.
+        ApiError::Internal
+        | ApiError::ServiceUnavailable
+        | ApiError::IncompleteSignature
+        | ApiError::AccessKeyNotFound
+        | ApiError::SignatureMismatch(_)
+        | ApiError::TimestampExpired
+        | ApiError::NonceUsed
+        | ApiError::Throttled
+        | ApiError::DomainNotOwned => return None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the function: raw HTTP against `srctraffic-api serve`, and real Lambda
 //! event JSON through `lambda_http::request::from_str` into the same router.
 
+mod auth;
 mod errors;
 mod helpers;
 mod robustness;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Drives `srctraffic-api serve` with the official Alibaba Cloud SDKs from PyPI (installed into
+# .venv-sdk on first use), request signing on, over a store the batch fills.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-sdk
+if ! "$VENV/bin/python" -c 'import alibabacloud_cdn20180510, aliyunsdkcore, aliyunsdkcdn' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q alibabacloud-cdn20180510 aliyun-python-sdk-core aliyun-python-sdk-cdn
+fi
+cargo build -q --locked -p srctraffic-api -p srctraffic-batch
+tmp=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+printf 'time,domain,bytes\n2019-12-10T20:00:10Z,example.com,100\n2019-12-10T20:01:10Z,Example.com,200\n2019-12-10T20:01:20Z,b.example.com,5\n2019-12-10T20:00:30Z,other.org,7\n' > "$tmp/logs.csv"
+target/debug/srctraffic-batch aggregate --store "$tmp/store" --now 2019-12-11T00:00:00Z "$tmp/logs.csv" > /dev/null
+cat > "$tmp/creds.json" <<'JSON'
+{"keys": [
+  {"access_key_id": "tenant", "access_key_secret": "tenant-secret", "domains": ["example.com", "*.example.com"]},
+  {"access_key_id": "other", "access_key_secret": "other-secret", "domains": ["other.org"]}
+]}
+JSON
+RUST_LOG=warn target/debug/srctraffic-api serve --listen 127.0.0.1:0 --store "$tmp/store" \
+  --credentials "$tmp/creds.json" --now 2019-12-11T00:00:00Z > "$tmp/out" 2> "$tmp/err" &
+server=$!
+for _ in $(seq 100); do grep -q listening "$tmp/out" && break; sleep 0.1; done
+addr=$(sed -n 's|listening on http://||p' "$tmp/out")
+[ -n "$addr" ] || { cat "$tmp/err"; exit 1; }
+"$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_sdks.py "$addr"
