@@ -89,13 +89,14 @@ pub fn scan(
             );
         } else {
             let all = split_all(raw);
-            sink.record(
-                all[cols.time],
-                all[cols.domain],
-                all[cols.bytes],
-                rec_line,
-                raw,
-            );
+            match (
+                all.get(cols.time),
+                all.get(cols.domain),
+                all.get(cols.bytes),
+            ) {
+                (Some(t), Some(d), Some(b)) => sink.record(t, d, b, rec_line, raw),
+                _ => sink.bad_shape(all.len(), rec_line, raw),
+            }
         }
     };
 
@@ -312,6 +313,26 @@ mod tests {
         assert_eq!((end.consumed, end.lines), (13, 1));
         let (c, _) = run("t1,a.com,x,1\nt2,b.com,\"unclosed,2", true);
         assert_eq!(c.bad.len(), 1);
+    }
+
+    #[test]
+    fn a_wanted_column_past_the_sixty_fourth_is_found_too() {
+        let cols = Columns {
+            time: 0,
+            domain: 1,
+            bytes: 66,
+            count: 70,
+        };
+        let mut fields: Vec<String> = (0..70).map(|i| format!("f{i}")).collect();
+        fields[66] = "\"1,2\"".into();
+        let line = format!("{}\n{}\n", fields.join(","), fields[..69].join(","));
+        let mut c = Collect::default();
+        scan(line.as_bytes(), &cols, true, 1, &mut c);
+        assert_eq!(c.good, [("f0".into(), "f1".into(), "\"1,2\"".into(), 1)]);
+        assert_eq!(
+            c.bad.iter().map(|b| (b.0, b.1)).collect::<Vec<_>>(),
+            [(69, 2)]
+        );
     }
 
     fn reference(input: &[u8]) -> Collect {
