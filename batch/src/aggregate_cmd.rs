@@ -101,15 +101,20 @@ pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, Ag
     let phase = Instant::now();
     let run = rt.block_on(ledger.begin())?;
     let mut mine: Vec<(Input, String)> = Vec::new();
+    let mut wanted: Vec<(&Input, String)> = Vec::new();
     for (input, id) in inputs.iter().zip(identities) {
-        let id = match id {
-            Ok(id) => id,
-            Err(e) => {
-                summary.unreadable.push((input.display(), e));
-                continue;
-            }
-        };
-        match rt.block_on(ledger.claim(&run, &id, &input.display()))? {
+        match id {
+            Ok(id) => wanted.push((input, id)),
+            Err(e) => summary.unreadable.push((input.display(), e)),
+        }
+    }
+    let asks: Vec<(String, String)> = wanted
+        .iter()
+        .map(|(i, id)| (id.clone(), i.display()))
+        .collect();
+    let claims = rt.block_on(ledger.claim_all(&run, &asks))?;
+    for ((input, id), claim) in wanted.into_iter().zip(claims) {
+        match claim {
             Claim::Mine => mine.push((input.clone(), id)),
             Claim::Committed => summary.already_committed += 1,
             Claim::Busy(other) => summary.busy.push((input.display(), other)),

@@ -255,6 +255,45 @@ impl Ledger {
         }
     }
 
+    /// Claims many inputs, `(identity, source)` each: inputs nobody has claimed are taken in one
+    /// batch of create-if-absent writes (one flush on disk, one round of requests on S3); the
+    /// rest go through [`Ledger::claim`] one by one.
+    pub async fn claim_all(&self, run: &Run, inputs: &[(String, String)]) -> Result<Vec<Claim>> {
+        let keys: Vec<String> = inputs.iter().map(|(id, _)| ledger::input_key(id)).collect();
+        let current = self.store.get_many_versioned(&keys).await?;
+        let at = now();
+        let mut fresh = Vec::new();
+        let mut fresh_at = Vec::new();
+        for (i, cur) in current.iter().enumerate() {
+            if cur.is_none() {
+                let rec = InputRecord {
+                    state: InputState::Claimed,
+                    run: run.id.to_string(),
+                    source: inputs[i].1.clone(),
+                    at,
+                };
+                fresh.push((keys[i].clone(), json(&rec), Precondition::Absent));
+                fresh_at.push(i);
+            }
+        }
+        let mut out: Vec<Option<Claim>> = vec![None; inputs.len()];
+        for (i, r) in fresh_at.into_iter().zip(self.store.put_many(fresh).await) {
+            match r {
+                Ok(_) => out[i] = Some(Claim::Mine),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut claims = Vec::with_capacity(inputs.len());
+        for (i, c) in out.into_iter().enumerate() {
+            claims.push(match c {
+                Some(c) => c,
+                None => self.claim(run, &inputs[i].0, &inputs[i].1).await?,
+            });
+        }
+        Ok(claims)
+    }
+
     /// Stores a run's deltas and seals it, listing the inputs they hold.
     pub async fn seal(
         &self,
