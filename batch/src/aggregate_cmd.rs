@@ -69,19 +69,17 @@ pub enum AggregateError {
         #[source]
         source: std::io::Error,
     },
-    /// The async runtime could not start.
-    #[error("starting the runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// Runs `aggregate` against a store.
-pub fn run(store: Arc<dyn Store>, opts: &AggregateOptions) -> Result<Summary, AggregateError> {
+///
+/// `rt` is the runtime the store was opened on; store calls run there while rayon reads.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    opts: &AggregateOptions,
+) -> Result<Summary, AggregateError> {
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(AggregateError::Runtime)?;
     let ledger = Ledger::new(store.clone(), opts.lease);
     let mut summary = Summary::default();
 

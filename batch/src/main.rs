@@ -27,6 +27,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime store calls run on; `aggregate` makes its own for the run itself.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
 fn clock(now: Option<&str>) -> anyhow::Result<Clock> {
     match now {
         None => Ok(Clock::System),
@@ -56,7 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .build_global()
                     .context("setting --threads")?;
             }
-            let opened = srctraffic::store::open(&store)
+            let rt = runtime()?;
+            let opened = rt
+                .block_on(srctraffic::store::open(&store))
                 .with_context(|| format!("opening store {store}"))?;
             let opts = AggregateOptions {
                 inputs,
@@ -71,7 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),
             };
-            match aggregate_cmd::run(opened, &opts) {
+            match aggregate_cmd::run(&rt, opened, &opts) {
                 Ok(summary) => {
                     println!("{summary}");
                     if summary.has_unreadable() {
@@ -126,11 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             day,
             nonzero,
         } => {
-            let opened = srctraffic::store::open(&store)
+            let rt = runtime()?;
+            let opened = rt
+                .block_on(srctraffic::store::open(&store))
                 .with_context(|| format!("opening store {store}"))?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             rt.block_on(ops::inspect(
                 opened.as_ref(),
@@ -142,22 +151,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { store } => {
-            let opened = srctraffic::store::open(&store)
+            let rt = runtime()?;
+            let opened = rt
+                .block_on(srctraffic::store::open(&store))
                 .with_context(|| format!("opening store {store}"))?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             rt.block_on(ops::export(opened.as_ref(), &mut out))?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune { store, now } => {
-            let opened = srctraffic::store::open(&store)
+            let rt = runtime()?;
+            let opened = rt
+                .block_on(srctraffic::store::open(&store))
                 .with_context(|| format!("opening store {store}"))?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let (days, objects) = rt.block_on(ops::prune(
                 opened.as_ref(),
                 clock(now.as_deref())?.now_unix(),

@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let store = srctraffic::store::open(&settings.store)
+        .await
         .with_context(|| format!("opening store {}", settings.store))?;
     let mut state = AppState::open(store, settings.clock);
     if let Some(creds) = settings.credentials {

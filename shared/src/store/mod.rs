@@ -8,6 +8,7 @@
 pub mod keys;
 pub mod local;
 pub mod memory;
+pub mod s3;
 pub mod watermark;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use thiserror::Error;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use s3::S3Store;
 
 /// An opaque object version: what a conditional write compares against (an ETag on S3, a
 /// content hash on disk).
@@ -75,6 +77,14 @@ pub enum StoreError {
     /// The store setting names something this build cannot open.
     #[error("cannot open store {0:?}: {1}")]
     Unsupported(String, String),
+    /// A remote store refused or failed a request for good (no such bucket, access denied).
+    #[error("{key}: {message}")]
+    Remote {
+        /// The bucket and key, as `s3://bucket/key`.
+        key: String,
+        /// What the store said.
+        message: String,
+    },
     /// The store cannot be reached now; worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -153,12 +163,9 @@ pub trait Store: Send + Sync + Debug {
 }
 
 /// Opens a store from its setting: a directory path, `file:///abs/path`, or `s3://bucket/prefix`.
-pub fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
     if spec.starts_with("s3://") {
-        return Err(StoreError::Unsupported(
-            spec.to_owned(),
-            "this build has no S3 store yet; use a directory".to_owned(),
-        ));
+        return Ok(Arc::new(S3Store::connect(spec).await?));
     }
     let path = spec.strip_prefix("file://").unwrap_or(spec);
     if path.is_empty() {

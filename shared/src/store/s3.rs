@@ -1,0 +1,249 @@
+//! The S3 store (aws-sdk-s3), configured the standard AWS way: environment, profile or role;
+//! `AWS_ENDPOINT_URL` points it at any S3-compatible server and `SRCTRAFFIC_S3_PATH_STYLE=1`
+//! switches to path-style addressing.
+//!
+//! Versions are ETags; conditional writes are `If-None-Match: *` and `If-Match: <etag>`, and a
+//! 412 (or the 409 S3 returns for a conditional write racing another) is a
+//! [`StoreError::Conflict`]. Transient failures are retried by the SDK (standard mode, 5
+//! attempts); a store out of reach after that is [`StoreError::Unavailable`]; any other failure
+//! names the bucket and key.
+
+use super::{Precondition, Store, StoreError, Version, Versioned};
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use futures_util::stream::{self, StreamExt};
+
+/// Requests in flight at once for batched reads and writes.
+const CONCURRENCY: usize = 32;
+
+/// A store under `s3://bucket/prefix`.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    /// Connects to `s3://bucket/prefix` with the standard AWS configuration.
+    pub async fn connect(spec: &str) -> Result<S3Store, StoreError> {
+        let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
+            StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
+        })?;
+        let shared = aws_config::load_from_env().await;
+        let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
+            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(conf),
+            bucket,
+            prefix,
+        })
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn fail<E: std::error::Error + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        e: SdkError<E>,
+    ) -> StoreError {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let detail = DisplayErrorContext(&e).to_string();
+        match (&e, status) {
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _)
+            | (_, Some(500..=599)) => StoreError::Unavailable(format!(
+                "s3://{}/{}: {detail}",
+                self.bucket,
+                self.full(key)
+            )),
+            _ => StoreError::Remote {
+                key: format!("s3://{}/{}", self.bucket, self.full(key)),
+                message: detail,
+            },
+        }
+    }
+}
+
+/// Splits `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
+pub fn parse_url(spec: &str) -> Option<(String, String)> {
+    let rest = spec.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    let prefix = prefix.trim_matches('/');
+    Some((
+        bucket.to_owned(),
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        },
+    ))
+}
+
+#[async_trait]
+impl Store for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_versioned(key).await?.map(|v| v.bytes))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let got: Vec<Result<Option<Vec<u8>>, StoreError>> = stream::iter(keys.iter().cloned())
+            .map(|k| async move { self.get(&k).await })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        got.into_iter().collect()
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.fail(key, e)),
+        };
+        let version = Version(out.e_tag().unwrap_or_default().to_owned());
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "s3://{}/{}: reading the body: {e}",
+                    self.bucket,
+                    self.full(key)
+                ))
+            })?
+            .into_bytes()
+            .to_vec();
+        Ok(Some(Versioned { bytes, version }))
+    }
+
+    async fn get_many_versioned(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let got: Vec<Result<Option<Versioned>, StoreError>> = stream::iter(keys.iter().cloned())
+            .map(|k| async move { self.get_versioned(&k).await })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        got.into_iter().collect()
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        when: Precondition,
+    ) -> Result<Version, StoreError> {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(ByteStream::from(bytes));
+        req = match when {
+            Precondition::None => req,
+            Precondition::Absent => req.if_none_match("*"),
+            Precondition::Matches(v) => req.if_match(v.0),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Version(out.e_tag().unwrap_or_default().to_owned())),
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                Err(StoreError::Conflict {
+                    key: key.to_owned(),
+                })
+            }
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+
+    async fn put_many(
+        &self,
+        items: Vec<(String, Vec<u8>, Precondition)>,
+    ) -> Vec<Result<Version, StoreError>> {
+        stream::iter(items)
+            .map(|(k, b, w)| async move { self.put(&k, b, w).await })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full(prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail(prefix, e))?;
+            for obj in page.contents() {
+                if let Some(k) = obj.key().and_then(|k| k.strip_prefix(self.prefix.as_str())) {
+                    out.push(k.to_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_bucket_and_prefix() {
+        assert_eq!(parse_url("s3://b"), Some(("b".into(), String::new())));
+        assert_eq!(parse_url("s3://b/"), Some(("b".into(), String::new())));
+        assert_eq!(parse_url("s3://b/p/q/"), Some(("b".into(), "p/q/".into())));
+        assert_eq!(parse_url("s3://b/p"), Some(("b".into(), "p/".into())));
+        assert_eq!(parse_url("s3:///p"), None);
+        assert_eq!(parse_url("file:///x"), None);
+    }
+}
