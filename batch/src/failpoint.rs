@@ -1,27 +1,47 @@
-//! Crash points for the exactly-once tests: with `SRCTRAFFIC_FAILPOINT=name:k`, the process
-//! kills itself with SIGKILL the k-th time it passes the point called `name`. Unset (always, in
-//! production), each point is one relaxed atomic load.
+//! Crash points for the exactly-once tests. `SRCTRAFFIC_FAILPOINT=name:k` kills the process with
+//! SIGKILL the k-th time it passes the point called `name`; `name:k:pause=MS` sleeps there
+//! instead (for a test to break the store under a run). Unset (always, in production), each
+//! point costs one atomic load.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+struct Spec {
+    name: String,
+    nth: u64,
+    pause_ms: Option<u64>,
+}
+
+static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 /// Passes the point `name`.
 pub fn hit(name: &str) {
     let spec = SPEC.get_or_init(|| {
         let v = std::env::var("SRCTRAFFIC_FAILPOINT").ok()?;
-        let (n, k) = v.split_once(':').unwrap_or((v.as_str(), "1"));
-        Some((n.to_owned(), k.parse().unwrap_or(1)))
+        let mut parts = v.split(':');
+        let name = parts.next()?.to_owned();
+        let nth = parts.next().and_then(|k| k.parse().ok()).unwrap_or(1);
+        let pause_ms = parts
+            .next()
+            .and_then(|p| p.strip_prefix("pause="))
+            .and_then(|ms| ms.parse().ok());
+        Some(Spec {
+            name,
+            nth,
+            pause_ms,
+        })
     });
-    if let Some((n, k)) = spec
-        && n == name
-        && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k
+    if let Some(s) = spec
+        && s.name == name
+        && HITS.fetch_add(1, Ordering::Relaxed) + 1 == s.nth
     {
-        // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
+        match s.pause_ms {
+            Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+            // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
+            None => unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            },
         }
     }
 }

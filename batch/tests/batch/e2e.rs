@@ -4,10 +4,13 @@
 use crate::helpers::*;
 use srctraffic::Day;
 
-async fn round_trip(gzip: bool) {
+pub async fn round_trip(gzip: bool) {
+    round_trip_on(TestStore::local(), gzip).await;
+}
+
+pub async fn round_trip_on(store: TestStore, gzip: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (logs, truth_path) = gen_logs(dir.path(), 40, 60_000, 6, gzip);
-    let store = dir.path().join("store");
     let out = aggregate(&store, &[&logs], &[]);
     assert_ok(&out);
     let truth = read_truth(&truth_path);
@@ -23,10 +26,9 @@ async fn round_trip(gzip: bool) {
     assert!(api == truth, "the API disagrees with the ground truth");
     assert_eq!(store_totals(&store).await, truth);
     // `export` prints the same cells, in the ground truth's own format.
-    let exported = bin()
-        .arg("export")
-        .arg("--store")
-        .arg(&store)
+    let exported = store
+        .command()
+        .args(["export", "--store", &store.spec])
         .output()
         .unwrap();
     assert_ok(&exported);

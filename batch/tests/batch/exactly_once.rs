@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// One shared set of logs: 6 files, 600 domains (three batches of bucket writes).
-fn shared_logs() -> &'static (PathBuf, Totals) {
+pub fn shared_logs() -> &'static (PathBuf, Totals) {
     static LOGS: OnceLock<(tempfile::TempDir, PathBuf, Totals)> = OnceLock::new();
     let (_, logs, truth) = LOGS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -19,17 +19,17 @@ fn shared_logs() -> &'static (PathBuf, Totals) {
     VIEW.get_or_init(|| (logs.clone(), truth.clone()))
 }
 
-fn ledger_runs_left(store: &Path) -> usize {
-    std::fs::read_dir(store.join("ledger/runs"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+pub async fn ledger_runs_left(store: &TestStore) -> usize {
+    store.open().await.list("ledger/runs/").await.unwrap().len()
 }
 
 #[tokio::test]
 async fn replaying_the_same_inputs_three_times_changes_nothing() {
+    replay_three_times(TestStore::local()).await;
+}
+
+pub async fn replay_three_times(store: TestStore) {
     let (logs, truth) = shared_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
     for round in 0..3 {
         let out = aggregate(&store, &[logs], &[]);
         assert_ok(&out);
@@ -43,6 +43,7 @@ async fn replaying_the_same_inputs_three_times_changes_nothing() {
         assert_eq!(&store_totals(&store).await, truth, "after round {round}");
     }
     // A renamed copy is the same input.
+    let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("renamed.csv");
     let first = std::fs::read_dir(logs)
         .unwrap()
@@ -82,11 +83,14 @@ const SCENARIOS: &[&[&str]] = &[
 
 #[tokio::test]
 async fn a_run_killed_anywhere_and_run_again_ends_exact() {
+    killed_anywhere(TestStore::local).await;
+}
+
+pub async fn killed_anywhere(make: impl Fn() -> TestStore) {
     let (logs, truth) = shared_logs();
     let mut points = 0;
     for scenario in SCENARIOS {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
+        let store = make();
         for point in *scenario {
             let out = aggregate_env(&store, &[logs], &[], Some(point));
             assert_eq!(
@@ -104,7 +108,7 @@ async fn a_run_killed_anywhere_and_run_again_ends_exact() {
             "{scenario:?}: totals differ from the truth"
         );
         assert_eq!(
-            ledger_runs_left(&store),
+            ledger_runs_left(&store).await,
             0,
             "{scenario:?}: run objects left behind"
         );
@@ -132,10 +136,10 @@ fn halves(logs: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (files, second)
 }
 
-fn spawn(store: &Path, inputs: &[PathBuf]) -> std::process::Child {
-    bin()
-        .args(["aggregate", "--now", NOW, "--store"])
-        .arg(store)
+fn spawn(store: &TestStore, inputs: &[PathBuf]) -> std::process::Child {
+    store
+        .command()
+        .args(["aggregate", "--now", NOW, "--store", &store.spec])
         .args(inputs)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -145,9 +149,11 @@ fn spawn(store: &Path, inputs: &[PathBuf]) -> std::process::Child {
 
 #[tokio::test]
 async fn two_concurrent_runs_on_disjoint_halves_both_land() {
+    disjoint_halves(TestStore::local()).await;
+}
+
+pub async fn disjoint_halves(store: TestStore) {
     let (logs, truth) = shared_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
     let (a, b) = halves(logs);
     let (ra, rb) = (spawn(&store, &a), spawn(&store, &b));
     assert_ok(&ra.wait_with_output().unwrap());
@@ -157,17 +163,20 @@ async fn two_concurrent_runs_on_disjoint_halves_both_land() {
 
 #[tokio::test]
 async fn concurrent_runs_on_the_same_inputs_count_once() {
+    same_inputs_at_once(TestStore::local).await;
+}
+
+pub async fn same_inputs_at_once(make: impl Fn() -> TestStore) {
     let (logs, truth) = shared_logs();
     for _ in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
+        let store = make();
         let all = vec![logs.clone()];
         let runs: Vec<_> = (0..3).map(|_| spawn(&store, &all)).collect();
         for r in runs {
             assert_ok(&r.wait_with_output().unwrap());
         }
         assert_eq!(&store_totals(&store).await, truth);
-        assert_eq!(ledger_runs_left(&store), 0);
+        assert_eq!(ledger_runs_left(&store).await, 0);
     }
 }
 

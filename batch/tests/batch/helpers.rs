@@ -3,11 +3,14 @@
 
 use srctraffic::api::request::{RawRequest, parse_request};
 use srctraffic::bucket::DayBucket;
-use srctraffic::store::{LocalStore, Store, keys};
+use srctraffic::store::{LocalStore, S3Settings, S3Store, Store, keys};
 use srctraffic::{Day, Minute, query};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const NOW: &str = "2019-12-11T00:00:00Z";
 
@@ -61,19 +64,198 @@ pub fn gen_logs(
     (logs, truth)
 }
 
-pub fn aggregate(store: &Path, inputs: &[&Path], extra: &[&str]) -> Output {
+/// Where a test's store lives: a local directory, or a prefix in a bucket on a real S3 server.
+#[derive(Clone)]
+pub struct TestStore {
+    pub spec: String,
+    env: Vec<(String, String)>,
+    s3: Option<S3Settings>,
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl TestStore {
+    /// A fresh local store in its own temporary directory.
+    pub fn local() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("store").display().to_string();
+        TestStore {
+            spec,
+            env: vec![],
+            s3: None,
+            _dir: Some(Arc::new(dir)),
+        }
+    }
+
+    /// A fresh prefix in the server's bucket.
+    pub fn s3(server: &S3Server) -> TestStore {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let spec = format!(
+            "s3://{BUCKET}/t{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        TestStore {
+            spec,
+            env: server.env(),
+            s3: Some(server.settings()),
+            _dir: None,
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = bin();
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match &self.s3 {
+            Some(s) => Arc::new(S3Store::with_settings(&self.spec, s).unwrap()),
+            None => Arc::new(LocalStore::open(&self.spec).unwrap()),
+        }
+    }
+}
+
+/// Anything a test names a store by: a local path, or a [`TestStore`].
+pub trait AsStore {
+    fn test_store(&self) -> TestStore;
+}
+
+impl AsStore for TestStore {
+    fn test_store(&self) -> TestStore {
+        self.clone()
+    }
+}
+
+impl AsStore for Path {
+    fn test_store(&self) -> TestStore {
+        TestStore {
+            spec: self.display().to_string(),
+            env: vec![],
+            s3: None,
+            _dir: None,
+        }
+    }
+}
+
+impl AsStore for PathBuf {
+    fn test_store(&self) -> TestStore {
+        self.as_path().test_store()
+    }
+}
+
+pub const BUCKET: &str = "srctraffic-test";
+const S3_KEY: &str = "AKIDTESTSRCTRAFFIC";
+const S3_SECRET: &str = "test-secret-not-for-production";
+
+/// A real S3-compatible server (s3s-fs, SigV4-checked, data on disk) on a free port of
+/// 127.0.0.1, with the test bucket; stopped on drop. `scripts/test.sh` installs it.
+pub struct S3Server {
+    pub port: u16,
+    root: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = S3Server {
+            port,
+            root,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let exe = std::env::var("S3S_FS").unwrap_or_else(|_| "s3s-fs".to_owned());
+        let child = Command::new(&exe)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe} ({e}): `cargo install s3s-fs@0.14.1 --features binary`, as scripts/test.sh does"));
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("s3s-fs did not start on port {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
+            region: "us-east-1".into(),
+            access_key_id: S3_KEY.into(),
+            secret_access_key: S3_SECRET.into(),
+            path_style: true,
+        }
+    }
+
+    /// The standard AWS settings a child process reads.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ACCESS_KEY_ID", S3_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("SRCTRAFFIC_S3_PATH_STYLE", "1".to_owned()),
+            // Keep the SDK from looking for profiles or instance metadata.
+            ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn aggregate(store: &(impl AsStore + ?Sized), inputs: &[&Path], extra: &[&str]) -> Output {
     aggregate_env(store, inputs, extra, None)
 }
 
 pub fn aggregate_env(
-    store: &Path,
+    store: &(impl AsStore + ?Sized),
     inputs: &[&Path],
     extra: &[&str],
     failpoint: Option<&str>,
 ) -> Output {
-    let mut c = bin();
-    c.args(["aggregate", "--now", NOW, "--store"])
-        .arg(store)
+    let t = store.test_store();
+    let mut c = t.command();
+    c.args(["aggregate", "--now", NOW, "--store", &t.spec])
         .args(extra)
         .args(inputs);
     if let Some(f) = failpoint {
@@ -109,11 +291,12 @@ pub fn read_truth(path: &Path) -> Totals {
 }
 
 /// Every non-zero minute in the store's buckets.
-pub async fn store_totals(dir: &Path) -> Totals {
-    let store = LocalStore::open(dir).unwrap();
+pub async fn store_totals(store: &(impl AsStore + ?Sized)) -> Totals {
+    let store = store.test_store().open().await;
     let mut t = Totals::new();
-    for key in store.list(keys::BUCKETS).await.unwrap() {
-        let b = DayBucket::decode(&store.get(&key).await.unwrap().unwrap()).unwrap();
+    let listed = store.list(keys::BUCKETS).await.unwrap();
+    for bytes in store.get_many(&listed).await.unwrap() {
+        let b = DayBucket::decode(&bytes.unwrap()).unwrap();
         let first = b.day.first_minute().0;
         for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
             t.insert(
@@ -126,8 +309,12 @@ pub async fn store_totals(dir: &Path) -> Totals {
 }
 
 /// Every non-zero minute the API answers, asking per domain and day at a one-minute interval.
-pub async fn api_totals(dir: &Path, domains: &[String], days: &[Day]) -> Totals {
-    let store = LocalStore::open(dir).unwrap();
+pub async fn api_totals(
+    store: &(impl AsStore + ?Sized),
+    domains: &[String],
+    days: &[Day],
+) -> Totals {
+    let store = store.test_store().open().await;
     let now = srctraffic::time::ApiTime::parse(NOW)
         .unwrap()
         .unix_seconds();
@@ -147,7 +334,7 @@ pub async fn api_totals(dir: &Path, domains: &[String], days: &[Day]) -> Totals 
                 },
                 now,
             );
-            for p in query::series(&store, &req.unwrap()).await.unwrap() {
+            for p in query::series(store.as_ref(), &req.unwrap()).await.unwrap() {
                 if p.bytes > 0 {
                     t.insert((d.clone(), p.slot.to_string()), p.bytes);
                 }

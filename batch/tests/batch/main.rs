@@ -5,3 +5,4 @@ mod e2e;
 mod exactly_once;
 mod fixtures;
 mod helpers;
+mod s3;

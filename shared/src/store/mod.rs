@@ -18,7 +18,7 @@ use thiserror::Error;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use s3::S3Store;
+pub use s3::{S3Settings, S3Store};
 
 /// An opaque object version: what a conditional write compares against (an ETag on S3, a
 /// content hash on disk).

@@ -47,6 +47,34 @@ impl S3Store {
         })
     }
 
+    /// Connects with explicit settings instead of the environment (tools and tests).
+    pub fn with_settings(spec: &str, s: &S3Settings) -> Result<S3Store, StoreError> {
+        let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
+            StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
+        })?;
+        let creds = aws_sdk_s3::config::Credentials::new(
+            &s.access_key_id,
+            &s.secret_access_key,
+            None,
+            None,
+            "srctraffic",
+        );
+        let mut conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new(s.region.clone()))
+            .credentials_provider(creds)
+            .force_path_style(s.path_style)
+            .retry_config(RetryConfig::standard().with_max_attempts(5));
+        if let Some(e) = &s.endpoint {
+            conf = conf.endpoint_url(e);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(conf.build()),
+            bucket,
+            prefix,
+        })
+    }
+
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.bucket
@@ -75,6 +103,31 @@ impl S3Store {
                 message: detail,
             },
         }
+    }
+}
+
+/// Explicit connection settings.
+#[derive(Clone)]
+pub struct S3Settings {
+    /// An S3-compatible endpoint, or `None` for AWS.
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Path-style addressing.
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,116 @@
+//! The same end-to-end and exactly-once tests on a real S3-compatible server (s3s-fs on
+//! 127.0.0.1, checking SigV4 and keeping its data on disk), plus what only S3 has: the server
+//! going away in the middle of a run, a missing bucket, wrong credentials.
+
+use crate::e2e::round_trip_on;
+use crate::exactly_once::{
+    disjoint_halves, killed_anywhere, ledger_runs_left, replay_three_times, same_inputs_at_once,
+    shared_logs,
+};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn on_s3_generated_logs_round_trip_to_the_ground_truth() {
+    let server = S3Server::start();
+    round_trip_on(TestStore::s3(&server), false).await;
+    round_trip_on(TestStore::s3(&server), true).await;
+}
+
+#[tokio::test]
+async fn on_s3_replaying_three_times_changes_nothing() {
+    let server = S3Server::start();
+    replay_three_times(TestStore::s3(&server)).await;
+}
+
+#[tokio::test]
+async fn on_s3_a_run_killed_anywhere_and_run_again_ends_exact() {
+    let server = S3Server::start();
+    killed_anywhere(|| TestStore::s3(&server)).await;
+}
+
+/// s3s-fs 0.14.1 checks `If-Match` / `If-None-Match` and writes without holding anything in
+/// between: four clients doing 40 read-modify-write increments each with `If-Match` all get 200
+/// for every write, yet the counter ends near 94, not 160. Concurrent runs need atomic
+/// conditional writes (which S3 gives), so this property cannot be shown on this server; it is
+/// shown on the local store, whose conditional writes hold a lock. Run it against a server with
+/// atomic conditional writes with `cargo test -- --ignored`.
+#[tokio::test]
+#[ignore = "s3s-fs 0.14.1 does not make conditional writes atomic; see the comment"]
+async fn on_s3_concurrent_runs_count_once() {
+    let server = S3Server::start();
+    disjoint_halves(TestStore::s3(&server)).await;
+    same_inputs_at_once(|| TestStore::s3(&server)).await;
+}
+
+#[tokio::test]
+async fn the_s3_server_stopped_mid_run_then_restarted_ends_exact() {
+    let mut server = S3Server::start();
+    let store = TestStore::s3(&server);
+    let (logs, truth) = shared_logs();
+    // Pause the run after its first batch of bucket writes, and take the server away meanwhile.
+    let run = store
+        .command()
+        .args(["aggregate", "--now", NOW, "--store", &store.spec])
+        .arg(logs)
+        .env("SRCTRAFFIC_FAILPOINT", "apply:1:pause=1500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    server.stop();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the run must fail, not hang or panic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unavailable") && err.contains("s3://srctraffic-test/"),
+        "{err}"
+    );
+    server.restart();
+    assert_ok(&aggregate(&store, &[logs], &[]));
+    assert_eq!(&store_totals(&store).await, truth);
+    assert_eq!(ledger_runs_left(&store).await, 0);
+}
+
+#[tokio::test]
+async fn a_missing_bucket_and_wrong_credentials_are_clear_errors() {
+    let server = S3Server::start();
+    let logs = data("good.csv");
+    let out = TestStore::s3(&server)
+        .command()
+        .args([
+            "aggregate",
+            "--now",
+            NOW,
+            "--store",
+            "s3://no-such-bucket/x",
+        ])
+        .arg(&logs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s3://no-such-bucket/") && err.contains("NoSuchBucket"),
+        "{err}"
+    );
+    let store = TestStore::s3(&server);
+    let out = store
+        .command()
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .args(["aggregate", "--now", NOW, "--store", &store.spec])
+        .arg(&logs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s3://srctraffic-test/") && err.contains("SignatureDoesNotMatch"),
+        "{err}"
+    );
+}
