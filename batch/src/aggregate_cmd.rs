@@ -3,7 +3,7 @@
 use crate::commit::{Claim, CommitError, Ledger};
 use crate::header::ColumnNames;
 use crate::input::{self, Input};
-use crate::read::{self, ReadOptions};
+use crate::read::{self, ReadOptions, S3Reader};
 use crate::rejects::{Position, Reason};
 use crate::report::Summary;
 use crate::{failpoint, ledger};
@@ -87,12 +87,29 @@ pub fn run(
     summary.recovered_runs = recovered.runs;
     summary.objects_written += recovered.objects;
 
-    let inputs = input::discover(&opts.inputs)?;
+    let mut inputs = input::discover(&opts.inputs)?;
+    let s3_urls: Vec<&String> = opts
+        .inputs
+        .iter()
+        .filter(|a| a.starts_with("s3://"))
+        .collect();
+    let s3 = if s3_urls.is_empty() {
+        None
+    } else {
+        let client = rt.block_on(srctraffic::store::s3::client_from_env());
+        for url in s3_urls {
+            inputs.extend(rt.block_on(input::discover_s3(&client, url))?);
+        }
+        Some(S3Reader {
+            client,
+            handle: rt.handle().clone(),
+        })
+    };
     summary.files = inputs.len();
     let phase = Instant::now();
     let identities: Vec<Result<String, String>> = inputs
         .par_iter()
-        .map(|i| input::identity(&i.path).map_err(|e| e.to_string()))
+        .map(|i| i.identity().map_err(|e| e.to_string()))
         .collect();
 
     summary.phases.push(("identify", phase.elapsed()));
@@ -148,6 +165,7 @@ pub fn run(
         columns: opts.columns.clone(),
         floor_day: now.div_euclid(86_400) - RETENTION_DAYS,
         keep_all_rejects: opts.rejects.is_some(),
+        s3,
     };
     summary.phases.push(("claim", phase.elapsed()));
     let phase = Instant::now();

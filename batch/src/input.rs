@@ -6,19 +6,58 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
+/// Where a log file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local file.
+    File(PathBuf),
+    /// An S3 object, at the version listed.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Its ETag when listed; reads ask for exactly this version.
+        etag: String,
+    },
+}
+
 /// One log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
-    /// The path.
-    pub path: PathBuf,
+    /// Where it is.
+    pub source: Source,
     /// Size in bytes.
     pub size: u64,
 }
 
 impl Input {
-    /// The path as shown to people.
+    /// The place as shown to people: a path or `s3://bucket/key`.
     pub fn display(&self) -> String {
-        self.path.display().to_string()
+        match &self.source {
+            Source::File(p) => p.display().to_string(),
+            Source::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+        }
+    }
+
+    /// The local path, for a local file.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::File(p) => Some(p),
+            Source::S3 { .. } => None,
+        }
+    }
+
+    /// The input's identity for the ledger: for a file, its size and content hash (so a renamed
+    /// or copied file is the same input); for an S3 object, its key and ETag.
+    pub fn identity(&self) -> io::Result<String> {
+        match &self.source {
+            Source::File(p) => identity(p),
+            Source::S3 { bucket, key, etag } => Ok(format!(
+                "s3-{:032x}",
+                xxhash_rust::xxh3::xxh3_128(format!("{bucket}/{key}\n{etag}").as_bytes())
+            )),
+        }
     }
 }
 
@@ -34,19 +73,26 @@ pub enum InputError {
         #[source]
         source: io::Error,
     },
-    /// An `s3://` input, which this build does not read yet.
-    #[error("input {0}: s3:// inputs are not supported by this build yet")]
-    S3(String),
+    /// An `s3://` input could not be listed.
+    #[error("input {url}: {message}")]
+    S3 {
+        /// The URL.
+        url: String,
+        /// What S3 said.
+        message: String,
+    },
 }
 
-/// Expands the arguments into files: a file is taken as it is; a directory gives every
-/// `*.csv` and `*.csv.gz` below it. Sorted, each file once.
+fn is_log_name(name: &str) -> bool {
+    name.ends_with(".csv") || name.ends_with(".csv.gz")
+}
+
+/// Expands the local arguments into files: a file is taken as it is; a directory gives every
+/// `*.csv` and `*.csv.gz` below it. Sorted, each file once. `s3://` arguments are left to
+/// [`discover_s3`].
 pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
     let mut out = Vec::new();
-    for arg in args {
-        if arg.starts_with("s3://") {
-            return Err(InputError::S3(arg.clone()));
-        }
+    for arg in args.iter().filter(|a| !a.starts_with("s3://")) {
         let path = PathBuf::from(arg);
         let io = |source| InputError::Io {
             path: arg.clone(),
@@ -57,13 +103,64 @@ pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
             walk(&path, &mut out).map_err(io)?;
         } else {
             out.push(Input {
-                path,
+                source: Source::File(path),
                 size: meta.len(),
             });
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out.dedup_by(|a, b| a.path == b.path);
+    out.sort_by_key(|i| i.display());
+    out.dedup_by(|a, b| a.source == b.source);
+    Ok(out)
+}
+
+/// Lists every `*.csv` and `*.csv.gz` object under `s3://bucket/prefix`, page by page.
+pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<Input>, InputError> {
+    let fail = |message: String| InputError::S3 {
+        url: url.to_owned(),
+        message,
+    };
+    let (bucket, prefix) = srctraffic::store::s3::parse_url(url)
+        .ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| fail(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+        for obj in page.contents() {
+            let Some(key) = obj.key().filter(|k| is_log_name(k)) else {
+                continue;
+            };
+            // Some servers leave ETags out of listings: ask for the object's own.
+            let etag = match obj.e_tag() {
+                Some(e) => e.to_owned(),
+                None => client
+                    .head_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| fail(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?
+                    .e_tag()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let size = obj.size().unwrap_or(0).max(0) as u64;
+            out.push(Input {
+                source: Source::S3 {
+                    bucket: bucket.clone(),
+                    key: key.to_owned(),
+                    etag,
+                },
+                size,
+            });
+        }
+    }
+    out.sort_by_key(|i| i.display());
     Ok(out)
 }
 
@@ -77,10 +174,10 @@ fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
         } else if kind.is_file() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+            if is_log_name(&name) {
                 out.push(Input {
                     size: entry.metadata()?.len(),
-                    path,
+                    source: Source::File(path),
                 });
             }
         }
@@ -138,21 +235,18 @@ mod tests {
         ];
         let found = discover(&args).unwrap();
         assert_eq!(found.len(), 2);
-        assert!(!is_gzip(&found[0].path).unwrap());
-        assert!(is_gzip(&found[1].path).unwrap());
+        assert!(!is_gzip(found[0].path().unwrap()).unwrap());
+        assert!(is_gzip(found[1].path().unwrap()).unwrap());
         std::fs::write(dir.path().join("copy.csv"), b"x").unwrap();
         assert_eq!(
             identity(&dir.path().join("a.csv")).unwrap(),
             identity(&dir.path().join("copy.csv")).unwrap()
         );
-        assert_ne!(
-            identity(&found[0].path).unwrap(),
-            identity(&found[1].path).unwrap()
+        assert_ne!(found[0].identity().unwrap(), found[1].identity().unwrap());
+        assert!(
+            discover(&["s3://b/p".into()]).unwrap().is_empty(),
+            "s3:// is listed elsewhere"
         );
-        assert!(matches!(
-            discover(&["s3://b/p".into()]),
-            Err(InputError::S3(_))
-        ));
         assert!(
             discover(&["/no/such/path".into()])
                 .unwrap_err()

@@ -2,13 +2,14 @@
 //!
 //! Plain files are cut into line-aligned chunks of [`CHUNK`] bytes, each mapped and scanned on
 //! its own (a mapping lives only as long as its chunk, so resident memory stays near
-//! `threads x CHUNK` whatever the input size). Gzip files are one stream each, inflated into a
-//! fixed buffer; a gzip file that fails half way (truncated, corrupt) contributes nothing, so a
-//! fixed copy can be fed again later without double counting.
+//! `threads x CHUNK` whatever the input size). Gzip files and S3 objects are one stream each
+//! (inflated when their first bytes say gzip) into a fixed buffer; a stream that fails half way
+//! (truncated, corrupt, connection lost) contributes nothing, so the input can be fed again later
+//! without double counting.
 
 use crate::aggregate::{Aggregator, Origin};
 use crate::header::{self, ColumnNames};
-use crate::input::{self, Input};
+use crate::input::{self, Input, Source};
 use crate::rejects::{Position, Reason};
 use crate::scan::{self, Columns};
 use flate2::read::MultiGzDecoder;
@@ -16,7 +17,7 @@ use indicatif::ProgressBar;
 use memmap2::MmapOptions;
 use rayon::prelude::*;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,17 @@ pub struct ReadOptions {
     pub floor_day: i64,
     /// Keep every reject (for `--rejects`).
     pub keep_all_rejects: bool,
+    /// How to read `s3://` inputs, when there are any.
+    pub s3: Option<S3Reader>,
+}
+
+/// An S3 client and the runtime its requests run on; worker threads block on it to stream.
+#[derive(Debug, Clone)]
+pub struct S3Reader {
+    /// The client.
+    pub client: aws_sdk_s3::Client,
+    /// The runtime the client runs on.
+    pub handle: tokio::runtime::Handle,
 }
 
 /// What happened to one file.
@@ -66,7 +78,7 @@ enum Task {
         end: u64,
         cols: Columns,
     },
-    Gzip {
+    Stream {
         file: u32,
     },
 }
@@ -84,9 +96,9 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
         tasks.extend(t);
         files.push(report);
     }
-    // Whole gzip files first: they are the longest tasks.
+    // Whole streams first: they are the longest tasks.
     tasks.sort_by_key(|t| match t {
-        Task::Gzip { .. } => 0,
+        Task::Stream { .. } => 0,
         Task::Chunk { .. } => 1,
     });
     // One aggregator per worker rather than per task: merging one costs about as much as
@@ -122,10 +134,10 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
                     progress.inc(end - begin);
                     (file, report, true)
                 }
-                Task::Gzip { file } => {
+                Task::Stream { file } => {
                     let mut local = fresh();
                     let report =
-                        read_gzip(&mut local, file, &inputs[file as usize], opts, progress);
+                        read_stream(&mut local, file, &inputs[file as usize], opts, progress);
                     if report.error.is_none() {
                         agg.merge(local);
                     }
@@ -212,12 +224,15 @@ fn plan(file: u32, input: &Input, opts: &ReadOptions) -> (Vec<Task>, FileReport)
             },
         );
     }
-    match input::is_gzip(&input.path) {
+    let Some(path) = input.path() else {
+        return (vec![Task::Stream { file }], FileReport::default());
+    };
+    match input::is_gzip(path) {
         Err(e) => return fail(e),
-        Ok(true) => return (vec![Task::Gzip { file }], FileReport::default()),
+        Ok(true) => return (vec![Task::Stream { file }], FileReport::default()),
         Ok(false) => {}
     }
-    let handle = match File::open(&input.path) {
+    let handle = match File::open(path) {
         Ok(f) => Arc::new(f),
         Err(e) => return fail(e),
     };
@@ -363,7 +378,57 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-fn read_gzip(
+/// Opens a local file or an S3 object (at its listed ETag) as a byte stream, counted for the
+/// progress bar, and inflated when its first bytes say gzip.
+fn open_stream<'a>(
+    input: &Input,
+    opts: &ReadOptions,
+    progress: &'a ProgressBar,
+) -> io::Result<Box<dyn Read + 'a>> {
+    let raw: Box<dyn Read + Send> = match &input.source {
+        Source::File(p) => Box::new(File::open(p)?),
+        Source::S3 { bucket, key, etag } => {
+            let s3 = opts
+                .s3
+                .as_ref()
+                .ok_or_else(|| io::Error::other("no S3 client configured"))?;
+            let got = s3
+                .handle
+                .block_on(
+                    s3.client
+                        .get_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .if_match(etag)
+                        .send(),
+                )
+                .map_err(|e| {
+                    io::Error::other(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+                })?;
+            let body: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>> =
+                Box::pin(got.body.into_async_read());
+            Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+                body,
+                s3.handle.clone(),
+            ))
+        }
+    };
+    let mut br = io::BufReader::with_capacity(
+        256 << 10,
+        Counting {
+            inner: raw,
+            progress,
+        },
+    );
+    let gz = br.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(MultiGzDecoder::new(br))
+    } else {
+        Box::new(br)
+    })
+}
+
+fn read_stream(
     agg: &mut Aggregator,
     file: u32,
     input: &Input,
@@ -372,11 +437,7 @@ fn read_gzip(
 ) -> FileReport {
     let mut report = FileReport::default();
     let result = (|| -> io::Result<()> {
-        let f = File::open(&input.path)?;
-        let mut dec = MultiGzDecoder::new(io::BufReader::with_capacity(
-            256 << 10,
-            Counting { inner: f, progress },
-        ));
+        let mut dec = open_stream(input, opts, progress)?;
         let mut buf = vec![0u8; GZ_BUF];
         let mut filled = 0usize;
         let mut cols: Option<Columns> = None;
@@ -444,7 +505,8 @@ fn resolve_offsets(inputs: &[Input], agg: &mut Aggregator) {
         let has_offsets = group.iter().any(|r| matches!(r.at, Position::Offset(_)));
         if let Some(input) = inputs.get(group[0].file as usize)
             && has_offsets
-            && let Ok(f) = File::open(&input.path)
+            && let Some(path) = input.path()
+            && let Ok(f) = File::open(path)
         {
             offsets_to_lines(&f, group);
         }

@@ -114,3 +114,63 @@ async fn a_missing_bucket_and_wrong_credentials_are_clear_errors() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn s3_inputs_are_listed_streamed_and_counted_once() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, truth_path) = gen_logs(dir.path(), 40, 60_000, 6, true);
+    let mut truth = read_truth(&truth_path);
+    // Upload the gzip logs, and one plain file beside them.
+    let uploads = TestStore::s3(&server);
+    let up = uploads.open().await;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(data("good.csv"));
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        up.put(
+            &format!("in/{name}"),
+            std::fs::read(f).unwrap(),
+            srctraffic::store::Precondition::None,
+        )
+        .await
+        .unwrap();
+    }
+    up.put(
+        "in/notes.txt",
+        b"not a log".to_vec(),
+        srctraffic::store::Precondition::None,
+    )
+    .await
+    .unwrap();
+    for (d, m, b) in [
+        ("a.example.com", "2019-12-10T20:00:00Z", 120),
+        ("b.example.com", "2019-12-10T20:01:00Z", 3),
+    ] {
+        *truth.entry((d.to_owned(), m.to_owned())).or_default() += b;
+    }
+    let input = format!("{}/in/", uploads.spec);
+    let store = TestStore::s3(&server);
+    let run = || {
+        store
+            .command()
+            .args(["aggregate", "--now", NOW, "--store", &store.spec, &input])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_ok(&out);
+    assert!(stdout(&out).contains("7 found, 7 read"), "{}", stdout(&out));
+    assert_eq!(store_totals(&store).await, truth);
+    let again = run();
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("0 read, 7 already committed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(store_totals(&store).await, truth);
+}

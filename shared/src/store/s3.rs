@@ -33,15 +33,8 @@ impl S3Store {
         let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
             StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
         })?;
-        let shared = aws_config::load_from_env().await;
-        let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
-            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-        let conf = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(path_style)
-            .retry_config(RetryConfig::standard().with_max_attempts(5))
-            .build();
         Ok(S3Store {
-            client: Client::from_conf(conf),
+            client: client_from_env().await,
             bucket,
             prefix,
         })
@@ -73,6 +66,11 @@ impl S3Store {
             bucket,
             prefix,
         })
+    }
+
+    /// The client, for reads the trait does not cover (streaming log inputs).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The bucket.
@@ -129,6 +127,18 @@ impl std::fmt::Debug for S3Settings {
             .field("access_key_id", &self.access_key_id)
             .finish_non_exhaustive()
     }
+}
+
+/// A client configured the standard AWS way, plus `SRCTRAFFIC_S3_PATH_STYLE`.
+pub async fn client_from_env() -> Client {
+    let shared = aws_config::load_from_env().await;
+    let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
+        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(path_style)
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .build();
+    Client::from_conf(conf)
 }
 
 /// Splits `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
