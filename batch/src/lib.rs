@@ -16,6 +16,8 @@ pub mod fields;
 pub mod genlogs;
 pub mod header;
 pub mod input;
+pub mod lambda;
+
 pub mod ledger;
 pub mod ops;
 pub mod read;

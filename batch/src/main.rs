@@ -18,6 +18,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return match srctraffic_batch::lambda::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -85,16 +85,32 @@ pub enum ConfigError {
     /// The credentials file is not usable.
     #[error("SRCTRAFFIC_CREDENTIALS / --credentials {0}: {1}")]
     BadCredentials(String, CredentialsError),
-    /// Credentials in S3 need the S3 store.
-    #[error(
-        "SRCTRAFFIC_CREDENTIALS / --credentials {0}: s3:// credentials need the S3 store, which this build does not have yet"
-    )]
-    S3Credentials(String),
+}
+
+/// Reads the credentials file: a path, or an object given as `s3://bucket/key`.
+async fn read_credentials(spec: &str) -> Result<Vec<u8>, ConfigError> {
+    let fail = |why: String| ConfigError::ReadCredentials(spec.to_owned(), why);
+    let Some(rest) = spec.strip_prefix("s3://") else {
+        return std::fs::read(spec).map_err(|e| fail(e.to_string()));
+    };
+    let (bucket, key) = rest
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| fail("expected s3://bucket/key".into()))?;
+    let store = srctraffic::store::S3Store::connect(&format!("s3://{bucket}/"))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    use srctraffic::Store;
+    store
+        .get(key)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("no such object".into()))
 }
 
 impl Cli {
-    /// Turns the parsed command line into checked settings.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
+    /// Turns the parsed command line into checked settings, reading the credentials.
+    pub async fn settings(&self) -> Result<Settings, ConfigError> {
         let clock = match &self.now {
             None => Clock::System,
             Some(s) => Clock::fixed(s).ok_or_else(|| ConfigError::BadNow(s.clone()))?,
@@ -102,12 +118,8 @@ impl Cli {
         let credentials = match (self.auth, &self.credentials) {
             (Auth::Off, _) => None,
             (Auth::On, None) => return Err(ConfigError::NoCredentials),
-            (Auth::On, Some(c)) if c.starts_with("s3://") => {
-                return Err(ConfigError::S3Credentials(c.clone()));
-            }
             (Auth::On, Some(path)) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| ConfigError::ReadCredentials(path.clone(), e.to_string()))?;
+                let bytes = read_credentials(path).await?;
                 let creds = Credentials::from_json(&bytes)
                     .map_err(|e| ConfigError::BadCredentials(path.clone(), e))?;
                 if creds.is_empty() {
@@ -132,8 +144,8 @@ impl Cli {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flags_parse_and_a_bad_clock_names_its_setting() {
+    #[tokio::test]
+    async fn flags_parse_and_a_bad_clock_names_its_setting() {
         let cli = Cli::try_parse_from([
             "x",
             "--auth",
@@ -143,11 +155,29 @@ mod tests {
             "serve",
         ])
         .unwrap();
-        let s = cli.settings().unwrap();
+        let s = cli.settings().await.unwrap();
         assert_eq!(s.clock.now_unix(), 1_576_022_400);
+        let cli = Cli::try_parse_from(["x", "--auth", "on"]).unwrap();
+        let e = cli.settings().await.unwrap_err().to_string();
+        assert!(e.contains("SRCTRAFFIC_CREDENTIALS"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.json");
+        std::fs::write(&path, r#"{"keys":[{"access_key_id":"k","access_key_secret":"hunter2","domains":["bad domain"]}]}"#).unwrap();
+        let cli = Cli::try_parse_from(["x", "--credentials", path.to_str().unwrap()]).unwrap();
+        let e = cli.settings().await.unwrap_err().to_string();
+        assert!(e.contains("creds.json") && !e.contains("hunter2"), "{e}");
+        let cli = Cli::try_parse_from(["x", "--credentials", "s3://"]).unwrap();
+        assert!(
+            cli.settings()
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("s3://bucket/key")
+        );
         let cli = Cli::try_parse_from(["x", "--auth", "off", "--now", "yesterday"]).unwrap();
         assert!(
             cli.settings()
+                .await
                 .unwrap_err()
                 .to_string()
                 .contains("SRCTRAFFIC_NOW")

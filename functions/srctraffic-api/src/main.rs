@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let settings = cli.settings()?;
+    let settings = cli.settings().await?;
     if settings.auth == Auth::Off {
         tracing::warn!(
             "AUTH IS OFF: every request is answered without a signature check; local use only"
