@@ -166,9 +166,15 @@ impl Ledger {
 
     /// Refreshes a run's heartbeat; fails if the run was taken over.
     pub async fn heartbeat(&self, run: &Run) -> Result<()> {
+        self.update_own(run, |rec| rec.heartbeat = now()).await
+    }
+
+    /// Changes the run's own record with a compare-and-swap from the version it last wrote; a
+    /// conflict means another run took it over.
+    async fn update_own(&self, run: &Run, change: impl FnOnce(&mut RunRecord)) -> Result<()> {
         let mut g = run.record.lock().await;
         let mut rec = g.0.clone();
-        rec.heartbeat = now();
+        change(&mut rec);
         match self
             .store
             .put(
@@ -306,27 +312,12 @@ impl Ledger {
             .put(&ledger::deltas_key(run.id), deltas, Precondition::None)
             .await?;
         failpoint::hit("sealing");
-        let mut g = run.record.lock().await;
-        let mut rec = g.0.clone();
-        rec.state = RunState::Sealed;
-        rec.inputs = inputs;
-        rec.max_minute = max_minute;
-        match self
-            .store
-            .put(
-                &ledger::run_key(run.id),
-                json(&rec),
-                Precondition::Matches(g.1.clone()),
-            )
-            .await
-        {
-            Ok(v) => {
-                *g = (rec, v);
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Err(CommitError::LostLease(run.id)),
-            Err(e) => Err(e.into()),
-        }
+        self.update_own(run, |rec| {
+            rec.state = RunState::Sealed;
+            rec.inputs = inputs;
+            rec.max_minute = max_minute;
+        })
+        .await
     }
 
     /// Gives a run up: its claims become void. Nothing of it was applied.
