@@ -19,7 +19,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 plant() { # NAME SED-EXPRESSION: the planted copy must fail
   sed "$2" template.yaml > "$tmp/$1.yaml"
   if cmp -s template.yaml "$tmp/$1.yaml"; then bad "$1: the plant did not change the template"; return; fi
-  if check "$tmp/$1.yaml" > "$tmp/$1.out" 2>&1; then bad "$1: a planted error passed"; else ok "$1 is caught: $(grep -m1 -E 'template:|E[0-9]{4}' "$tmp/$1.out")"; fi
+  if check "$tmp/$1.yaml" > "$tmp/$1.out" 2>&1; then bad "$1: a planted error passed"; else ok "$1 is caught: $(grep -m1 -E 'template:|[EWI][0-9]{4}' "$tmp/$1.out")"; fi
 }
 plant old-runtime 's/Runtime: provided.al2023/Runtime: provided.al2/'
 plant x86 's/Architectures: \[arm64\]/Architectures: [x86_64]/'
