@@ -139,23 +139,20 @@ pub fn run(
 
     // Keep the claims alive while reading.
     let lost = Arc::new(AtomicBool::new(false));
+    let run = Arc::new(run);
     let beat = {
-        let (ledger, lost) = (ledger.clone(), lost.clone());
-        let run = Arc::new(run);
-        let r = run.clone();
+        let (ledger, lost, run) = (ledger.clone(), lost.clone(), run.clone());
         let every = (opts.lease / 4).max(Duration::from_millis(100));
-        let handle = rt.spawn(async move {
+        rt.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if ledger.heartbeat(&r).await.is_err() {
+                if ledger.heartbeat(&run).await.is_err() {
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
             }
-        });
-        (run, handle)
+        })
     };
-    let (run, beat) = beat;
 
     let read_inputs: Vec<Input> = mine.iter().map(|(i, _)| i.clone()).collect();
     let total: u64 = read_inputs.iter().map(|i| i.size).sum();

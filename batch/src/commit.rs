@@ -322,20 +322,13 @@ impl Ledger {
 
     /// Gives a run up: its claims become void. Nothing of it was applied.
     pub async fn abort(&self, run: &Run) -> Result<()> {
-        let g = run.record.lock().await;
-        let mut rec = g.0.clone();
-        rec.state = RunState::Aborted;
+        // Taken over already is as good as aborted.
         match self
-            .store
-            .put(
-                &ledger::run_key(run.id),
-                json(&rec),
-                Precondition::Matches(g.1.clone()),
-            )
+            .update_own(run, |rec| rec.state = RunState::Aborted)
             .await
         {
-            Ok(_) | Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Ok(()) | Err(CommitError::LostLease(_)) => {}
+            Err(e) => return Err(e),
         }
         self.store.delete(&ledger::deltas_key(run.id)).await?;
         self.store.delete(&ledger::run_key(run.id)).await?;

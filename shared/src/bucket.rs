@@ -16,7 +16,7 @@
 //! | end−4 | 4 | CRC-32 (IEEE) of every byte before it |
 
 use crate::domain::DomainName;
-use crate::time::{Day, Minute};
+use crate::time::Day;
 use std::fmt;
 use thiserror::Error;
 
@@ -96,11 +96,6 @@ impl DayBucket {
         }
     }
 
-    /// Whether the run was already folded in.
-    pub fn holds_run(&self, run: RunId) -> bool {
-        self.runs.binary_search(&run).is_ok()
-    }
-
     /// Folds a run's totals in, once: returns false (and changes nothing) if the run is held.
     pub fn apply(&mut self, run: RunId, delta: &[u64; MINUTES]) -> bool {
         match self.runs.binary_search(&run) {
@@ -113,14 +108,6 @@ impl DayBucket {
                 true
             }
         }
-    }
-
-    /// The latest minute with a non-zero total, if any.
-    pub fn last_busy_minute(&self) -> Option<Minute> {
-        self.minutes
-            .iter()
-            .rposition(|&b| b > 0)
-            .map(|i| Minute(self.day.first_minute().0 + i as i64))
     }
 
     /// Sum over the day.

@@ -13,11 +13,6 @@ pub fn bucket(day: Day, domain: &DomainName) -> String {
     format!("{BUCKETS}{day}/{domain}.bkt")
 }
 
-/// The prefix of every bucket of one day.
-pub fn day_prefix(day: Day) -> String {
-    format!("{BUCKETS}{day}/")
-}
-
 /// Reads a bucket key back into its day and domain.
 pub fn parse_bucket(key: &str) -> Option<(Day, DomainName)> {
     let rest = key.strip_prefix(BUCKETS)?;

@@ -47,11 +47,6 @@ impl LocalStore {
         })
     }
 
-    /// The directory this store lives in.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         if !keys::is_valid(key) {
             return Err(StoreError::InvalidKey(key.to_owned()));

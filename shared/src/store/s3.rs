@@ -68,11 +68,6 @@ impl S3Store {
         })
     }
 
-    /// The client, for reads the trait does not cover (streaming log inputs).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.bucket
