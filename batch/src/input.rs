@@ -113,18 +113,26 @@ pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
     Ok(out)
 }
 
-/// Lists every `*.csv` and `*.csv.gz` object under `s3://bucket/prefix`, page by page.
+/// Lists every `*.csv` and `*.csv.gz` object whose key starts with the prefix of
+/// `s3://bucket/prefix`, page by page: a prefix as S3 means it (`logs/2019-12-` takes every
+/// key under `logs/` starting with `2019-12-`). A URL naming one object exactly (as a Step
+/// Functions item does) gives that object alone, whatever its name, as a local file argument
+/// does.
 pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<Input>, InputError> {
     let fail = |message: String| InputError::S3 {
         url: url.to_owned(),
         message,
     };
-    let (bucket, prefix) = srctraffic::store::s3::parse_url(url)
+    let (bucket, prefix) = url
+        .strip_prefix("s3://")
+        .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+        .filter(|(bucket, _)| !bucket.is_empty())
         .ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
+    let (bucket, prefix) = (bucket.to_owned(), prefix.trim_start_matches('/'));
     let mut pages = client
         .list_objects_v2()
         .bucket(&bucket)
-        .prefix(&prefix)
+        .prefix(prefix)
         .into_paginator()
         .send();
     let mut out = Vec::new();
@@ -132,9 +140,13 @@ pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<I
         let page =
             page.map_err(|e| fail(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
         for obj in page.contents() {
-            let Some(key) = obj.key().filter(|k| is_log_name(k)) else {
+            let Some(key) = obj.key() else {
                 continue;
             };
+            let exact = key == prefix;
+            if !exact && !is_log_name(key) {
+                continue;
+            }
             // Some servers leave ETags out of listings: ask for the object's own.
             let etag = match obj.e_tag() {
                 Some(e) => e.to_owned(),
@@ -150,14 +162,18 @@ pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<I
                     .to_owned(),
             };
             let size = obj.size().unwrap_or(0).max(0) as u64;
-            out.push(Input {
+            let input = Input {
                 source: Source::S3 {
                     bucket: bucket.clone(),
                     key: key.to_owned(),
                     etag,
                 },
                 size,
-            });
+            };
+            if exact {
+                return Ok(vec![input]);
+            }
+            out.push(input);
         }
     }
     out.sort_by_key(|i| i.display());

@@ -1,12 +1,14 @@
-//! Under AWS Lambda (`AWS_LAMBDA_RUNTIME_API` set): each invocation runs `aggregate` over
-//! `SRCTRAFFIC_INPUTS` (comma separated; an event `{"inputs": [...]}` overrides it) into
-//! `SRCTRAFFIC_STORE`, and answers with the summary. The schedule in template.yaml invokes it.
+//! Under AWS Lambda (`AWS_LAMBDA_RUNTIME_API` set): each invocation runs `aggregate` into
+//! `SRCTRAFFIC_STORE` and answers with the summary. The inputs come from the event when it names
+//! some (see [`inputs_from_event`]), otherwise from `SRCTRAFFIC_INPUTS` (comma separated), which
+//! is what the schedule in template.yaml relies on.
 
 use crate::aggregate_cmd::{self, AggregateOptions};
 use crate::header::ColumnNames;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use srctraffic::Clock;
+use srctraffic::store::Patience;
 use std::time::Duration;
 
 /// Serves invocations until the Lambda runtime stops the process.
@@ -20,13 +22,15 @@ pub fn serve() -> Result<(), Error> {
 
 async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let inputs: Vec<String> = match event.payload.get("inputs").and_then(Value::as_array) {
-        Some(list) => list
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+    let inputs = match inputs_from_event(&event.payload)? {
+        Some(list) => list,
         None => env("SRCTRAFFIC_INPUTS")
-            .map(|s| s.split(',').map(|p| p.trim().to_owned()).collect())
+            .map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     if inputs.is_empty() {
@@ -56,7 +60,7 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
                 .worker_threads(1)
                 .enable_all()
                 .build()?;
-            let opened = rt.block_on(srctraffic::store::open(&store))?;
+            let opened = rt.block_on(srctraffic::store::open(&store, Patience::Run))?;
             Ok(aggregate_cmd::run(&rt, opened, &opts)?.to_string())
         })();
         let _ = tx.send(result);
@@ -66,4 +70,124 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         .map_err(|_| "the run stopped without an answer")??;
     tracing::info!("{summary}");
     Ok(json!({ "summary": summary }))
+}
+
+/// The inputs an event names, or `None` for an event that names none (a schedule's, say):
+/// - `{"inputs": ["s3://bucket/prefix", "s3://bucket/key", ...]}`;
+/// - a Step Functions Distributed Map batch, `{"Items": [...], "BatchInput": {"bucket": "b"}}`,
+///   each item an S3 listing entry (`{"Key": "...", ...}`, in the batch's `bucket`), an object
+///   with an `input` URL, or a URL.
+///
+/// A shape it half matches is an error, so that a mistake in a state machine fails the shard
+/// loudly instead of folding nothing.
+pub fn inputs_from_event(event: &Value) -> Result<Option<Vec<String>>, String> {
+    if let Some(inputs) = event.get("inputs") {
+        let list = inputs
+            .as_array()
+            .ok_or("\"inputs\" must be a list of paths or s3:// URLs")?;
+        return list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("\"inputs\" holds {v}, not a string"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some);
+    }
+    let Some(items) = event.get("Items") else {
+        return Ok(None);
+    };
+    let items = items
+        .as_array()
+        .ok_or("\"Items\" must be a list (a Step Functions item batch)")?;
+    let batch = event.get("BatchInput");
+    let bucket = batch
+        .and_then(|b| b.get("bucket").or_else(|| b.get("Bucket")))
+        .and_then(Value::as_str);
+    items
+        .iter()
+        .map(|item| {
+            if let Some(url) = item
+                .as_str()
+                .or_else(|| item.get("input").and_then(Value::as_str))
+            {
+                return Ok(url.to_owned());
+            }
+            let key = item
+                .get("Key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("item {item} has no \"Key\" or \"input\""))?;
+            let bucket = bucket.ok_or(
+                "items are S3 listing entries but \"BatchInput\" has no \"bucket\" to find them in",
+            )?;
+            Ok(format!("s3://{bucket}/{key}"))
+        })
+        .collect::<Result<_, String>>()
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(event: Value) -> Result<Option<Vec<String>>, String> {
+        inputs_from_event(&event)
+    }
+
+    #[test]
+    fn an_inputs_list_is_taken_as_it_is() {
+        assert_eq!(
+            inputs(json!({"inputs": ["s3://logs/2019-12-10/", "/var/log/a.csv"]})),
+            Ok(Some(vec![
+                "s3://logs/2019-12-10/".into(),
+                "/var/log/a.csv".into()
+            ]))
+        );
+        assert!(inputs(json!({"inputs": "s3://logs/"})).is_err());
+        assert!(inputs(json!({"inputs": [1]})).is_err());
+    }
+
+    #[test]
+    fn a_distributed_map_batch_of_listing_entries_names_each_object() {
+        // What an ItemReader over s3:listObjectsV2 with an ItemBatcher hands each child.
+        let event = json!({
+            "BatchInput": {"bucket": "cdn-logs"},
+            "Items": [
+                {"Etag": "\"9b2cf535f27731c974343645a3985328\"", "Key": "origin-fetch/a.csv.gz",
+                 "LastModified": 1576022400, "Size": 1234, "StorageClass": "STANDARD"},
+                {"Key": "origin-fetch/b.csv", "Size": 10}
+            ]
+        });
+        assert_eq!(
+            inputs(event),
+            Ok(Some(vec![
+                "s3://cdn-logs/origin-fetch/a.csv.gz".into(),
+                "s3://cdn-logs/origin-fetch/b.csv".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn items_may_be_urls_or_carry_one() {
+        let event = json!({"Items": ["s3://b/k1.csv", {"input": "s3://b/k2.csv"}]});
+        assert_eq!(
+            inputs(event),
+            Ok(Some(vec!["s3://b/k1.csv".into(), "s3://b/k2.csv".into()]))
+        );
+    }
+
+    #[test]
+    fn a_half_matching_batch_is_an_error() {
+        assert!(inputs(json!({"Items": [{"Key": "k.csv"}]})).is_err());
+        assert!(inputs(json!({"Items": [{"Size": 1}], "BatchInput": {"bucket": "b"}})).is_err());
+        assert!(inputs(json!({"Items": {"Key": "k.csv"}})).is_err());
+    }
+
+    #[test]
+    fn a_schedule_event_names_nothing() {
+        let event = json!({"version": "0", "source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}});
+        assert_eq!(inputs(event), Ok(None));
+        assert_eq!(inputs(json!({})), Ok(None));
+    }
 }

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use srctraffic::Clock;
+use srctraffic::store::Patience;
 use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
 use srctraffic_batch::cli::{Cli, Command};
 use srctraffic_batch::header::ColumnNames;
@@ -75,7 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let rt = runtime()?;
             let opened = rt
-                .block_on(srctraffic::store::open(&store))
+                .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let opts = AggregateOptions {
                 inputs,
@@ -147,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let rt = runtime()?;
             let opened = rt
-                .block_on(srctraffic::store::open(&store))
+                .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             rt.block_on(ops::inspect(
@@ -162,7 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export { store } => {
             let rt = runtime()?;
             let opened = rt
-                .block_on(srctraffic::store::open(&store))
+                .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             rt.block_on(ops::export(opened.as_ref(), &mut out))?;
@@ -172,7 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune { store, now } => {
             let rt = runtime()?;
             let opened = rt
-                .block_on(srctraffic::store::open(&store))
+                .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let (days, objects) = rt.block_on(ops::prune(
                 opened.as_ref(),

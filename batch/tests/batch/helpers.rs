@@ -7,7 +7,7 @@ use srctraffic::store::{LocalStore, S3Settings, S3Store, Store, keys};
 use srctraffic::{Day, Minute, query};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +97,7 @@ impl TestStore {
         TestStore {
             spec,
             env: server.env(),
-            s3: Some(server.settings()),
+            s3: Some(s3_settings(server)),
             _dir: None,
         }
     }
@@ -144,102 +144,18 @@ impl AsStore for PathBuf {
     }
 }
 
-pub const BUCKET: &str = "srctraffic-test";
-const S3_KEY: &str = "AKIDTESTSRCTRAFFIC";
-const S3_SECRET: &str = "test-secret-not-for-production";
+pub use srctraffic_s3_test_server::BUCKET;
 
-/// A real S3-compatible server (s3s-fs, SigV4-checked, data on disk) on a free port of
-/// 127.0.0.1, with the test bucket; stopped on drop. `scripts/test.sh` installs it.
-pub struct S3Server {
-    pub port: u16,
-    root: tempfile::TempDir,
-    child: Option<Child>,
-}
+pub use srctraffic_s3_test_server::S3Server;
 
-impl S3Server {
-    pub fn start() -> S3Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = S3Server {
-            port,
-            root,
-            child: None,
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let exe = std::env::var("S3S_FS").unwrap_or_else(|_| "s3s-fs".to_owned());
-        let child = Command::new(&exe)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--access-key", S3_KEY, "--secret-key", S3_SECRET])
-            .arg(self.root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {exe} ({e}): `cargo install s3s-fs@0.14.1 --features binary`, as scripts/test.sh does"));
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        panic!("s3s-fs did not start on port {}", self.port);
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    pub fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
-            region: "us-east-1".into(),
-            access_key_id: S3_KEY.into(),
-            secret_access_key: S3_SECRET.into(),
-            path_style: true,
-        }
-    }
-
-    /// The standard AWS settings a child process reads.
-    pub fn env(&self) -> Vec<(String, String)> {
-        [
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ACCESS_KEY_ID", S3_KEY.to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-            ("SRCTRAFFIC_S3_PATH_STYLE", "1".to_owned()),
-            // Keep the SDK from looking for profiles or instance metadata.
-            ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
+/// How the test process's own S3 client reaches `server`.
+pub fn s3_settings(server: &S3Server) -> S3Settings {
+    S3Settings {
+        endpoint: Some(server.endpoint()),
+        region: "us-east-1".into(),
+        access_key_id: srctraffic_s3_test_server::ACCESS_KEY.into(),
+        secret_access_key: srctraffic_s3_test_server::SECRET_KEY.into(),
+        path_style: true,
     }
 }
 

@@ -28,14 +28,9 @@ async fn on_s3_a_run_killed_anywhere_and_run_again_ends_exact() {
     killed_anywhere(|| TestStore::s3(&server)).await;
 }
 
-/// s3s-fs 0.14.1 checks `If-Match` / `If-None-Match` and writes without holding anything in
-/// between: four clients doing 40 read-modify-write increments each with `If-Match` all get 200
-/// for every write, yet the counter ends near 94, not 160. Concurrent runs need atomic
-/// conditional writes (which S3 gives), so this property cannot be shown on this server; it is
-/// shown on the local store, whose conditional writes hold a lock. Run it against a server with
-/// atomic conditional writes with `cargo test -- --ignored`.
+/// Concurrent runs rely on conditional writes being atomic, as on S3; the test server makes
+/// s3s-fs's so (`testkit/s3-server`).
 #[tokio::test]
-#[ignore = "s3s-fs 0.14.1 does not make conditional writes atomic; see the comment"]
 async fn on_s3_concurrent_runs_count_once() {
     let server = S3Server::start();
     disjoint_halves(TestStore::s3(&server)).await;
@@ -173,4 +168,47 @@ async fn s3_inputs_are_listed_streamed_and_counted_once() {
         stdout(&again)
     );
     assert_eq!(store_totals(&store).await, truth);
+    // An object named twice (by its key and by a prefix above it) is one input.
+    let twice = store
+        .command()
+        .args(["aggregate", "--now", NOW, "--store", &store.spec, &input])
+        .arg(format!("{input}good.csv"))
+        .output()
+        .unwrap();
+    assert_ok(&twice);
+    assert!(
+        stdout(&twice).contains("7 found, 0 read"),
+        "{}",
+        stdout(&twice)
+    );
+}
+
+/// A URL naming one object exactly, as a Step Functions item does, is that object alone, even
+/// when other keys start with it.
+#[tokio::test]
+async fn an_s3_url_naming_an_object_reads_only_that_object() {
+    let server = S3Server::start();
+    let uploads = TestStore::s3(&server);
+    let up = uploads.open().await;
+    let good = std::fs::read(data("good.csv")).unwrap();
+    for key in [
+        "shard/good.csv",
+        "shard/good.csv.1.csv",
+        "shard/good.csv.gz.csv",
+    ] {
+        up.put(key, good.clone(), srctraffic::store::Precondition::None)
+            .await
+            .unwrap();
+    }
+    let store = TestStore::s3(&server);
+    let out = store
+        .command()
+        .args(["aggregate", "--now", NOW, "--store", &store.spec])
+        .arg(format!("{}/shard/good.csv", uploads.spec))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).contains("1 found, 1 read"), "{}", stdout(&out));
+    let totals = store_totals(&store).await;
+    assert_eq!(totals.values().sum::<u64>(), 123, "{totals:?}");
 }

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use srctraffic::Clock;
 use srctraffic::auth::credentials::{Credentials, CredentialsError};
+use srctraffic::store::Patience;
 
 /// Command line of `srctraffic-api`.
 #[derive(Debug, Parser)]
@@ -97,7 +98,7 @@ async fn read_credentials(spec: &str) -> Result<Vec<u8>, ConfigError> {
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
         .ok_or_else(|| fail("expected s3://bucket/key".into()))?;
-    let store = srctraffic::store::S3Store::connect(&format!("s3://{bucket}/"))
+    let store = srctraffic::store::S3Store::connect(&format!("s3://{bucket}/"), Patience::Request)
         .await
         .map_err(|e| fail(e.to_string()))?;
     use srctraffic::Store;

@@ -12,6 +12,7 @@ use srctraffic::api::request::{Format, QueryRequest, parse_decoded};
 use srctraffic::auth::{AuthInput, Authenticator};
 use srctraffic::{ApiError, Clock, RawRequest, Store, query};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What every request needs: the store, the data clock and, with auth on, the authenticator.
@@ -23,7 +24,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Checks signatures; `None` with auth off.
     pub auth: Option<Arc<Authenticator>>,
-    /// The monotonic clock's origin, for throttling.
+    /// The process's start (as near as `main` can tell): the origin of the monotonic clock
+    /// used for throttling, and of the cold-start time logged with the first answer.
     pub started: Instant,
 }
 
@@ -89,7 +91,18 @@ async fn api(
             "answered with a server error"
         );
     }
+    log_first_answer(&state);
     into_response(rendered, &request_id)
+}
+
+/// Logs, once per process, how long the first answer took from start: the cold start as the
+/// caller sees it, next to Lambda's own `Init Duration` in the logs.
+fn log_first_answer(state: &AppState) {
+    static ANSWERED: AtomicBool = AtomicBool::new(false);
+    if !ANSWERED.swap(true, Ordering::Relaxed) {
+        let ms = state.started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(cold_start_ms = ms, "first answer {ms:.1} ms after start");
+    }
 }
 
 /// Authenticates (first of all), parses, and checks the caller owns every domain asked for.

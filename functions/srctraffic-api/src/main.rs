@@ -2,11 +2,14 @@
 
 use anyhow::Context;
 use clap::Parser;
+use srctraffic::store::Patience;
 use srctraffic_api::config::{Auth, Command};
 use srctraffic_api::{AppState, Cli, router};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -22,10 +25,12 @@ async fn main() -> anyhow::Result<()> {
             "AUTH IS OFF: every request is answered without a signature check; local use only"
         );
     }
-    let store = srctraffic::store::open(&settings.store)
+    let store = srctraffic::store::open(&settings.store, Patience::Request)
         .await
         .with_context(|| format!("opening store {}", settings.store))?;
     let mut state = AppState::open(store, settings.clock);
+    state.started = started;
+
     if let Some(creds) = settings.credentials {
         tracing::info!(keys = creds.len(), "request signing on");
         state.auth = Some(std::sync::Arc::new(srctraffic::auth::Authenticator::new(

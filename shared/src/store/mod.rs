@@ -18,7 +18,7 @@ use thiserror::Error;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use s3::{S3Settings, S3Store};
+pub use s3::{Patience, S3Settings, S3Store};
 
 /// An opaque object version: what a conditional write compares against (an ETag on S3, a
 /// content hash on disk).
@@ -162,10 +162,11 @@ pub trait Store: Send + Sync + Debug {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
-/// Opens a store from its setting: a directory path, `file:///abs/path`, or `s3://bucket/prefix`.
-pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens a store from its setting: a directory path, `file:///abs/path`, or `s3://bucket/prefix`
+/// (waiting on S3 as `patience` says).
+pub async fn open(spec: &str, patience: Patience) -> Result<Arc<dyn Store>, StoreError> {
     if spec.starts_with("s3://") {
-        return Ok(Arc::new(S3Store::connect(spec).await?));
+        return Ok(Arc::new(S3Store::connect(spec, patience).await?));
     }
     let path = spec.strip_prefix("file://").unwrap_or(spec);
     if path.is_empty() {

@@ -4,20 +4,58 @@
 //!
 //! Versions are ETags; conditional writes are `If-None-Match: *` and `If-Match: <etag>`, and a
 //! 412 (or the 409 S3 returns for a conditional write racing another) is a
-//! [`StoreError::Conflict`]. Transient failures are retried by the SDK (standard mode, 5
-//! attempts); a store out of reach after that is [`StoreError::Unavailable`]; any other failure
-//! names the bucket and key.
+//! [`StoreError::Conflict`]. Transient failures are retried by the SDK as patiently as the
+//! caller can afford ([`Patience`]); a store out of reach after that is
+//! [`StoreError::Unavailable`]; any other failure names the bucket and key.
 
 use super::{Precondition, Store, StoreError, Version, Versioned};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::stream::{self, StreamExt};
+use std::time::Duration;
 
 /// Requests in flight at once for batched reads and writes.
 const CONCURRENCY: usize = 32;
+
+/// How long a caller can wait on S3 before it must give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Answering an API request: three quick attempts and at most 5 s in all, so that a store
+    /// out of reach is a prompt `ServiceUnavailable`, well inside the function's timeout.
+    Request,
+    /// A batch run: five attempts with the SDK's standard backoff (up to 20 s apart), since
+    /// failing a run costs a rerun.
+    Run,
+}
+
+impl Patience {
+    fn retry(self) -> RetryConfig {
+        match self {
+            Patience::Request => RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(25))
+                .with_max_backoff(Duration::from_millis(250)),
+            Patience::Run => RetryConfig::standard().with_max_attempts(5),
+        }
+    }
+
+    fn timeouts(self) -> TimeoutConfig {
+        match self {
+            Patience::Request => TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+            Patience::Run => TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build(),
+        }
+    }
+}
 
 /// A store under `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
@@ -29,12 +67,12 @@ pub struct S3Store {
 
 impl S3Store {
     /// Connects to `s3://bucket/prefix` with the standard AWS configuration.
-    pub async fn connect(spec: &str) -> Result<S3Store, StoreError> {
+    pub async fn connect(spec: &str, patience: Patience) -> Result<S3Store, StoreError> {
         let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
             StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
         })?;
         Ok(S3Store {
-            client: client_from_env().await,
+            client: client_from_env(patience).await,
             bucket,
             prefix,
         })
@@ -57,7 +95,8 @@ impl S3Store {
             .region(aws_sdk_s3::config::Region::new(s.region.clone()))
             .credentials_provider(creds)
             .force_path_style(s.path_style)
-            .retry_config(RetryConfig::standard().with_max_attempts(5));
+            .retry_config(Patience::Run.retry())
+            .timeout_config(Patience::Run.timeouts());
         if let Some(e) = &s.endpoint {
             conf = conf.endpoint_url(e);
         }
@@ -125,13 +164,14 @@ impl std::fmt::Debug for S3Settings {
 }
 
 /// A client configured the standard AWS way, plus `SRCTRAFFIC_S3_PATH_STYLE`.
-pub async fn client_from_env() -> Client {
+pub async fn client_from_env(patience: Patience) -> Client {
     let shared = aws_config::load_from_env().await;
     let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
         .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let conf = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(path_style)
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
+        .retry_config(patience.retry())
+        .timeout_config(patience.timeouts())
         .build();
     Client::from_conf(conf)
 }

@@ -6,7 +6,7 @@ use srctraffic::ApiError;
 use srctraffic::auth::{v1, v3};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const CREDS: &str = r#"{"keys": [
+pub const CREDS: &str = r#"{"keys": [
   {"access_key_id": "tenant", "access_key_secret": "tenant-secret", "domains": ["example.com", "*.tenant.com"]},
   {"access_key_id": "ops", "access_key_secret": "ops-secret", "domains": ["*"]}
 ]}"#;
@@ -23,7 +23,7 @@ fn start() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
-fn now_stamp(offset: i64) -> String {
+pub fn now_stamp(offset: i64) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -31,7 +31,7 @@ fn now_stamp(offset: i64) -> String {
     srctraffic::time::ApiTime::from_unix_seconds(secs + offset).to_string()
 }
 
-fn nonce() -> String {
+pub fn nonce() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "nonce-{}-{}",
@@ -41,7 +41,7 @@ fn nonce() -> String {
 }
 
 /// A V1-signed GET.
-fn v1_get(
+pub fn v1_get(
     addr: &str,
     key: &str,
     secret: &str,

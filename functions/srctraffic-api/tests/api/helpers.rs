@@ -72,11 +72,17 @@ impl Server {
     }
 
     pub fn start_with(store: &Path, extra: &[&str]) -> Server {
+        Server::start_env(store.as_os_str(), extra, &[])
+    }
+
+    /// With a store given as any spec (a directory or `s3://...`) and extra environment.
+    pub fn start_env(store: &std::ffi::OsStr, extra: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_srctraffic-api"))
             .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
             .args(extra)
             .arg("--store")
             .arg(store)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -5,5 +5,6 @@ mod auth;
 mod errors;
 mod helpers;
 mod robustness;
+mod s3;
 mod seed;
 mod series;
