@@ -5,4 +5,5 @@ mod e2e;
 mod exactly_once;
 mod fixtures;
 mod helpers;
+mod lambda;
 mod s3;

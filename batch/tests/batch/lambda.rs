@@ -1,0 +1,165 @@
+//! The batch binary as a Lambda function: started with `AWS_LAMBDA_RUNTIME_API` pointing at a
+//! runtime API served here, it takes a Step Functions Distributed Map item batch naming S3
+//! objects, folds them into the store exactly once, answers with the summary, and reports an
+//! event it cannot use as an invocation error while it keeps serving.
+
+use crate::helpers::*;
+use srctraffic::store::Precondition;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// What the function sent back for one invocation.
+#[derive(Debug)]
+enum Outcome {
+    Response(serde_json::Value),
+    Error(String),
+}
+
+/// A runtime API handing out `events` in order, one per `next` call, and sending back each
+/// outcome; after the last event `next` waits until the function is stopped.
+fn runtime_api(events: Vec<serde_json::Value>) -> (String, mpsc::Receiver<Outcome>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut events = events.into_iter().enumerate();
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            // The runtime client keeps its connection alive: serve requests until it closes.
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut conn = conn;
+            while let Some((method, path, body)) = read_request(&mut reader) {
+                if method == "GET" && path.ends_with("/invocation/next") {
+                    let Some((i, event)) = events.next() else {
+                        std::thread::sleep(Duration::from_secs(600));
+                        return;
+                    };
+                    let body = event.to_string();
+                    let deadline = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis()
+                        + 900_000;
+                    write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
+                         Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:batch\r\n\
+                         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .unwrap();
+                } else {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let outcome = if path.ends_with("/response") {
+                        Outcome::Response(serde_json::from_str(&text).unwrap())
+                    } else {
+                        Outcome::Error(text)
+                    };
+                    write!(conn, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").unwrap();
+                    let _ = tx.send(outcome);
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// One HTTP/1.1 request: method, path and body; `None` when the connection closes.
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    Some((method, path, body))
+}
+
+#[tokio::test]
+async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, truth) = gen_logs(dir.path(), 30, 20_000, 4, true);
+    let truth = read_truth(&truth);
+    let uploads = TestStore::s3(&server);
+    let up = uploads.open().await;
+    let prefix = uploads
+        .spec
+        .strip_prefix(&format!("s3://{BUCKET}/"))
+        .unwrap()
+        .to_owned();
+    let mut items = Vec::new();
+    for f in std::fs::read_dir(&logs).unwrap() {
+        let f = f.unwrap().path();
+        let key = format!("logs/{}", f.file_name().unwrap().to_string_lossy());
+        up.put(&key, std::fs::read(&f).unwrap(), Precondition::None)
+            .await
+            .unwrap();
+        // An S3 listing entry as the Distributed Map's ItemReader passes it on.
+        items.push(serde_json::json!({"Key": format!("{prefix}/{key}"), "Size": 1, "StorageClass": "STANDARD"}));
+    }
+    assert_eq!(items.len(), 4);
+    let batch = serde_json::json!({"BatchInput": {"bucket": BUCKET}, "Items": items});
+    let events = vec![
+        batch.clone(),
+        batch,
+        serde_json::json!({"Items": [{"Key": "no-bucket-given.csv"}]}),
+    ];
+    let (api, outcomes) = runtime_api(events);
+    let store = TestStore::s3(&server);
+    let mut function = store
+        .command()
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "srctraffic-batch")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("SRCTRAFFIC_STORE", &store.spec)
+        .env("SRCTRAFFIC_NOW", NOW)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let next = || outcomes.recv_timeout(Duration::from_secs(120)).unwrap();
+    let (first, second, third) = (next(), next(), next());
+    let _ = function.kill();
+    let _ = function.wait();
+
+    let summary = |o: &Outcome| match o {
+        Outcome::Response(v) => v["summary"].as_str().unwrap_or_default().to_owned(),
+        Outcome::Error(e) => panic!("invocation failed: {e}"),
+    };
+    assert!(
+        summary(&first).contains("4 found, 4 read"),
+        "{}",
+        summary(&first)
+    );
+    assert!(
+        summary(&second).contains("0 read, 4 already committed"),
+        "{}",
+        summary(&second)
+    );
+    match third {
+        Outcome::Error(e) => assert!(e.contains("BatchInput"), "{e}"),
+        other => panic!("a batch without its bucket must fail the invocation: {other:?}"),
+    }
+    assert_eq!(store_totals(&store).await, truth);
+}
