@@ -47,8 +47,8 @@ failed=0
 check() {
   if python3 -c '
 import json, sys
-out = json.load(open(sys.argv[1]))
 import xml.etree.ElementTree as ET
+out = json.load(open(sys.argv[1]))
 def tree(e):
     kids = [(k.tag, tree(k)) for k in e if k.tag != "RequestId"]
     return kids if kids else (e.text or "").strip()
@@ -92,6 +92,10 @@ check "the answer after the replay is unchanged" \
   'out["statusCode"] == 200 and body(out) == seed' "$work/again.json"
 
 grep -o "first answer [0-9.]* ms after start" "$work/watch.log" | sed 's/^/cold start under cargo lambda watch: /' || true
+compiled=$(grep -c "Compiling" "$work/watch.log" || true)
+if [ "$compiled" -gt 0 ]; then
+  echo "note: cargo lambda watch compiled $compiled crates the build above did not cover"
+fi
 echo "cargo lambda: $passed passed, $failed failed"
 if [ "$failed" -ne 0 ]; then
   sed 's/^/watch: /' "$work/watch.log" | tail -40
