@@ -1,5 +1,5 @@
 //! The three queries of BENCH.md section 2, in process through the router (parse, read the local
-//! store, sum, render), with p50 and p99 against the targets.
+//! store, sum, render), with p50 and p99 against the targets; then the first one with auth on.
 //!
 //! `cargo bench -p srctraffic-api --bench query` (set `QUERY_BENCH_ITERS` to change the count).
 //! The store is 100 domains x 8 days of buckets with traffic in every minute, as the batch writes.
@@ -7,6 +7,8 @@
 use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
+use srctraffic::auth::credentials::Credentials;
+use srctraffic::auth::{Authenticator, v1};
 use srctraffic::bucket::{DayBucket, MINUTES, RunId};
 use srctraffic::store::{LocalStore, Precondition, Store, keys, watermark};
 use srctraffic::time::ApiTime;
@@ -30,8 +32,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalStore::open(dir.path()).expect("store");
     rt.block_on(fill(&store));
+    let app_store: Arc<dyn Store> = Arc::new(store);
     let app = router(AppState::open(
-        Arc::new(store),
+        app_store.clone(),
         Clock::fixed(NOW).expect("clock"),
     ));
 
@@ -69,12 +72,9 @@ fn main() {
     ];
     println!("| query | points | p50 ms | p99 ms | target p50 / p99 ms |");
     println!("| --- | --- | --- | --- | --- |");
-    for (name, doms, start, iv, t50, t99) in cases {
-        let uri = format!(
-            "/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName={doms}&StartTime={start}&EndTime={NOW}&Interval={iv}&Format=JSON"
-        );
-        let run = || {
-            let req = Request::get(uri.as_str())
+    let measure = |app: &axum::Router, uris: &mut dyn Iterator<Item = String>| {
+        let mut run = || {
+            let req = Request::get(uris.next().expect("enough requests"))
                 .body(Body::empty())
                 .expect("request");
             let app = app.clone();
@@ -100,12 +100,58 @@ fn main() {
         let pct = |p: f64| {
             times[((times.len() as f64 * p) as usize).min(times.len() - 1)].as_secs_f64() * 1e3
         };
-        println!(
-            "| {name} | {points} | {:.3} | {:.3} | {t50} / {t99} |",
-            pct(0.50),
-            pct(0.99)
+        (points, pct(0.50), pct(0.99))
+    };
+    for (name, doms, start, iv, t50, t99) in &cases {
+        let uri = format!(
+            "/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName={doms}&StartTime={start}&EndTime={NOW}&Interval={iv}&Format=JSON"
         );
+        let (points, p50, p99) = measure(&app, &mut std::iter::repeat(uri));
+        println!("| {name} | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |");
     }
+    // The first query again with auth on: every request V1-signed with its own nonce, by many
+    // keys in turn so that none nears 10 calls per second. Signed ahead, outside the timing.
+    let keys = 5000;
+    let creds: Vec<String> = (0..keys)
+        .map(|k| {
+            format!(r#"{{"access_key_id": "k{k}", "access_key_secret": "s{k}", "domains": ["*"]}}"#)
+        })
+        .collect();
+    let creds = Credentials::from_json(format!(r#"{{"keys": [{}]}}"#, creds.join(",")).as_bytes())
+        .expect("credentials");
+    let mut state = AppState::open(app_store, Clock::fixed(NOW).expect("clock"));
+    state.auth = Some(Arc::new(Authenticator::new(creds)));
+    let signed_app = router(state);
+    let stamp = ApiTime::from_unix_seconds(Clock::System.now_unix()).to_string();
+    let (name, doms, start, iv, t50, t99) = &cases[0];
+    let mut signed = (0..iters + iters / 10 + 1).map(|n| {
+        let k = n % keys;
+        let mut p: Vec<(String, String)> = [
+            ("Action", "DescribeDomainRealTimeSrcTrafficData"),
+            ("Version", "2018-05-10"),
+            ("DomainName", doms.as_str()),
+            ("StartTime", start),
+            ("EndTime", NOW),
+            ("Interval", iv),
+            ("Format", "JSON"),
+            ("AccessKeyId", &format!("k{k}")),
+            ("SignatureMethod", "HMAC-SHA1"),
+            ("SignatureVersion", "1.0"),
+            ("SignatureNonce", &format!("bench-{n}")),
+            ("Timestamp", &stamp),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let sig = v1::sign(&v1::string_to_sign("GET", &p), &format!("s{k}"));
+        p.push(("Signature".into(), sig));
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&p)
+            .finish();
+        format!("/?{query}")
+    });
+    let (points, p50, p99) = measure(&signed_app, &mut signed);
+    println!("| {name}, auth on (V1-signed) | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |");
 }
 
 async fn fill(store: &LocalStore) {
