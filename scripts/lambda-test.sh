@@ -73,23 +73,31 @@ sys.exit(0 if eval(sys.argv[2]) else 1)
   fi
 }
 
-logs="$PWD/functions/srctraffic-api/events/seed-logs.csv"
-invoke srctraffic-batch --data-ascii "{\"inputs\": [\"$logs\"]}" >"$work/batch1.json" || true
-check "batch function folds the seed's log lines" \
-  '"1 read, 0 already committed" in out["summary"] and "3 read, 2 counted" in out["summary"]' "$work/batch1.json"
+# expect NAME FUNCTION EXPR INVOKE-ARGS...: invokes FUNCTION and checks its answer.
+n=0
+expect() {
+  n=$((n + 1))
+  invoke "$2" "${@:4}" >"$work/$n.json" || true
+  check "$1" "$3" "$work/$n.json"
+}
+
+batch_event="{\"inputs\": [\"$PWD/functions/srctraffic-api/events/seed-logs.csv\"]}"
+expect "batch function folds the seed's log lines" srctraffic-batch \
+  '"1 read, 0 already committed" in out["summary"] and "3 read, 2 counted" in out["summary"]' \
+  --data-ascii "$batch_event"
 # The HTTP API event asks for JSON; the REST one sends no Accept, so it gets the default, XML.
-invoke srctraffic-api --data-file functions/srctraffic-api/events/seed-http-api.json >"$work/http.json" || true
-check "HTTP API event answers the seed's JSON response" \
-  'out["statusCode"] == 200 and body(out) == seed' "$work/http.json"
-invoke srctraffic-api --data-file functions/srctraffic-api/events/seed-rest-api.json >"$work/rest.json" || true
-check "REST API event answers the seed's XML response" \
-  'out["statusCode"] == 200 and body(out) == seed_xml' "$work/rest.json"
-invoke srctraffic-batch --data-ascii "{\"inputs\": [\"$logs\"]}" >"$work/batch2.json" || true
-check "batch function replayed commits nothing twice" \
-  '"0 read, 1 already committed" in out["summary"]' "$work/batch2.json"
-invoke srctraffic-api --data-file functions/srctraffic-api/events/seed-http-api.json >"$work/again.json" || true
-check "the answer after the replay is unchanged" \
-  'out["statusCode"] == 200 and body(out) == seed' "$work/again.json"
+expect "HTTP API event answers the seed's JSON response" srctraffic-api \
+  'out["statusCode"] == 200 and body(out) == seed' \
+  --data-file functions/srctraffic-api/events/seed-http-api.json
+expect "REST API event answers the seed's XML response" srctraffic-api \
+  'out["statusCode"] == 200 and body(out) == seed_xml' \
+  --data-file functions/srctraffic-api/events/seed-rest-api.json
+expect "batch function replayed commits nothing twice" srctraffic-batch \
+  '"0 read, 1 already committed" in out["summary"]' \
+  --data-ascii "$batch_event"
+expect "the answer after the replay is unchanged" srctraffic-api \
+  'out["statusCode"] == 200 and body(out) == seed' \
+  --data-file functions/srctraffic-api/events/seed-http-api.json
 
 grep -o "first answer [0-9.]* ms after start" "$work/watch.log" | sed 's/^/cold start under cargo lambda watch: /' || true
 compiled=$(grep -c "Compiling" "$work/watch.log" || true)

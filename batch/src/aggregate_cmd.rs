@@ -7,7 +7,7 @@ use crate::read::{self, ReadOptions, S3Reader};
 use crate::rejects::{Position, Reason};
 use crate::report::Summary;
 use crate::{failpoint, ledger};
-use futures_util::StreamExt;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use srctraffic::Clock;
@@ -99,19 +99,8 @@ pub fn run(
         None
     } else {
         let client = rt.block_on(srctraffic::store::s3::client_from_env(Patience::Run));
-        // A Step Functions shard names hundreds of objects one by one: list them concurrently.
-        let listed: Vec<_> = rt.block_on(
-            futures_util::stream::iter(s3_urls)
-                .map(|url| input::discover_s3(&client, url))
-                .buffered(16)
-                .collect(),
-        );
-        for found in listed {
-            inputs.extend(found?);
-        }
-        // The same object named twice (a prefix and a key under it) is one input.
-        inputs.sort_by_key(|i| i.display());
-        inputs.dedup_by(|a, b| a.source == b.source);
+        inputs.extend(rt.block_on(input::discover_s3_all(&client, &s3_urls))?);
+        input::dedup(&mut inputs);
         Some(S3Reader {
             client,
             handle: rt.handle().clone(),

@@ -108,8 +108,33 @@ pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
             });
         }
     }
-    out.sort_by_key(|i| i.display());
-    out.dedup_by(|a, b| a.source == b.source);
+    dedup(&mut out);
+    Ok(out)
+}
+
+/// Sorts inputs by place and keeps each one once (a file named twice, or an object named by its
+/// key and by a prefix above it).
+pub fn dedup(inputs: &mut Vec<Input>) {
+    inputs.sort_by_key(|i| i.display());
+    inputs.dedup_by(|a, b| a.source == b.source);
+}
+
+/// Lists every `s3://` argument, 16 listings at a time: a Step Functions shard names hundreds
+/// of objects one by one.
+pub async fn discover_s3_all(
+    client: &aws_sdk_s3::Client,
+    urls: &[&String],
+) -> Result<Vec<Input>, InputError> {
+    use futures_util::StreamExt;
+    let listed: Vec<_> = futures_util::stream::iter(urls)
+        .map(|url| discover_s3(client, url))
+        .buffered(16)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for found in listed {
+        out.extend(found?);
+    }
     Ok(out)
 }
 
@@ -123,10 +148,7 @@ pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<I
         url: url.to_owned(),
         message,
     };
-    let (bucket, prefix) = url
-        .strip_prefix("s3://")
-        .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
-        .filter(|(bucket, _)| !bucket.is_empty())
+    let (bucket, prefix) = srctraffic::store::s3::split_url(url)
         .ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
     let (bucket, prefix) = (bucket.to_owned(), prefix.trim_start_matches('/'));
     let mut pages = client

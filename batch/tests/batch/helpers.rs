@@ -97,7 +97,7 @@ impl TestStore {
         TestStore {
             spec,
             env: server.env(),
-            s3: Some(s3_settings(server)),
+            s3: Some(server.settings()),
             _dir: None,
         }
     }
@@ -144,20 +144,7 @@ impl AsStore for PathBuf {
     }
 }
 
-pub use srctraffic_s3_test_server::BUCKET;
-
-pub use srctraffic_s3_test_server::S3Server;
-
-/// How the test process's own S3 client reaches `server`.
-pub fn s3_settings(server: &S3Server) -> S3Settings {
-    S3Settings {
-        endpoint: Some(server.endpoint()),
-        region: "us-east-1".into(),
-        access_key_id: srctraffic_s3_test_server::ACCESS_KEY.into(),
-        secret_access_key: srctraffic_s3_test_server::SECRET_KEY.into(),
-        path_style: true,
-    }
-}
+pub use srctraffic_s3_test_server::{BUCKET, S3Server};
 
 pub fn aggregate(store: &(impl AsStore + ?Sized), inputs: &[&Path], extra: &[&str]) -> Output {
     aggregate_env(store, inputs, extra, None)

@@ -91,12 +91,11 @@ pub enum ConfigError {
 /// Reads the credentials file: a path, or an object given as `s3://bucket/key`.
 async fn read_credentials(spec: &str) -> Result<Vec<u8>, ConfigError> {
     let fail = |why: String| ConfigError::ReadCredentials(spec.to_owned(), why);
-    let Some(rest) = spec.strip_prefix("s3://") else {
+    if !spec.starts_with("s3://") {
         return std::fs::read(spec).map_err(|e| fail(e.to_string()));
-    };
-    let (bucket, key) = rest
-        .split_once('/')
-        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+    }
+    let (bucket, key) = srctraffic::store::s3::split_url(spec)
+        .filter(|(_, k)| !k.is_empty())
         .ok_or_else(|| fail("expected s3://bucket/key".into()))?;
     let store = srctraffic::store::S3Store::connect(&format!("s3://{bucket}/"), Patience::Request)
         .await

@@ -68,9 +68,7 @@ pub struct S3Store {
 impl S3Store {
     /// Connects to `s3://bucket/prefix` with the standard AWS configuration.
     pub async fn connect(spec: &str, patience: Patience) -> Result<S3Store, StoreError> {
-        let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
-            StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
-        })?;
+        let (bucket, prefix) = parse_spec(spec)?;
         Ok(S3Store {
             client: client_from_env(patience).await,
             bucket,
@@ -80,9 +78,7 @@ impl S3Store {
 
     /// Connects with explicit settings instead of the environment (tools and tests).
     pub fn with_settings(spec: &str, s: &S3Settings) -> Result<S3Store, StoreError> {
-        let (bucket, prefix) = parse_url(spec).ok_or_else(|| {
-            StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
-        })?;
+        let (bucket, prefix) = parse_spec(spec)?;
         let creds = aws_sdk_s3::config::Credentials::new(
             &s.access_key_id,
             &s.secret_access_key,
@@ -105,11 +101,6 @@ impl S3Store {
             bucket,
             prefix,
         })
-    }
-
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
     }
 
     fn full(&self, key: &str) -> String {
@@ -163,12 +154,15 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
-/// A client configured the standard AWS way, plus `SRCTRAFFIC_S3_PATH_STYLE`.
+/// A client configured the standard AWS way, plus `SRCTRAFFIC_S3_PATH_STYLE`. The standard
+/// configuration is loaded once per process, however many clients start-up makes.
 pub async fn client_from_env(patience: Patience) -> Client {
-    let shared = aws_config::load_from_env().await;
+    static SHARED: tokio::sync::OnceCell<aws_config::SdkConfig> =
+        tokio::sync::OnceCell::const_new();
+    let shared = SHARED.get_or_init(aws_config::load_from_env).await;
     let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
         .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
+    let conf = aws_sdk_s3::config::Builder::from(shared)
         .force_path_style(path_style)
         .retry_config(patience.retry())
         .timeout_config(patience.timeouts())
@@ -176,13 +170,18 @@ pub async fn client_from_env(patience: Patience) -> Client {
     Client::from_conf(conf)
 }
 
-/// Splits `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
+/// Splits `s3://bucket/rest` into a non-empty bucket and the rest as written (a key, or a
+/// prefix as S3 means it).
+pub fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then_some((bucket, rest))
+}
+
+/// Splits a store's `s3://bucket/prefix` into the bucket and a folder prefix: empty or ending
+/// in `/`.
 pub fn parse_url(spec: &str) -> Option<(String, String)> {
-    let rest = spec.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return None;
-    }
+    let (bucket, prefix) = split_url(spec)?;
     let prefix = prefix.trim_matches('/');
     Some((
         bucket.to_owned(),
@@ -194,6 +193,12 @@ pub fn parse_url(spec: &str) -> Option<(String, String)> {
     ))
 }
 
+fn parse_spec(spec: &str) -> Result<(String, String), StoreError> {
+    parse_url(spec).ok_or_else(|| {
+        StoreError::Unsupported(spec.to_owned(), "expected s3://bucket/prefix".to_owned())
+    })
+}
+
 #[async_trait]
 impl Store for S3Store {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -201,12 +206,8 @@ impl Store for S3Store {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let got: Vec<Result<Option<Vec<u8>>, StoreError>> = stream::iter(keys.iter().cloned())
-            .map(|k| async move { self.get(&k).await })
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
-        got.into_iter().collect()
+        let got = self.get_many_versioned(keys).await?;
+        Ok(got.into_iter().map(|v| v.map(|v| v.bytes)).collect())
     }
 
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -343,5 +344,11 @@ mod tests {
         assert_eq!(parse_url("s3://b/p"), Some(("b".into(), "p/".into())));
         assert_eq!(parse_url("s3:///p"), None);
         assert_eq!(parse_url("file:///x"), None);
+        assert_eq!(
+            split_url("s3://b/logs/2019-12-"),
+            Some(("b", "logs/2019-12-"))
+        );
+        assert_eq!(split_url("s3://b"), Some(("b", "")));
+        assert_eq!(split_url("s3:///k"), None);
     }
 }

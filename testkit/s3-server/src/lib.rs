@@ -143,6 +143,17 @@ impl S3Server {
         self.root.path()
     }
 
+    /// Settings for an S3 store in this process to reach the server.
+    pub fn settings(&self) -> srctraffic::store::S3Settings {
+        srctraffic::store::S3Settings {
+            endpoint: Some(self.endpoint()),
+            region: "us-east-1".into(),
+            access_key_id: ACCESS_KEY.into(),
+            secret_access_key: SECRET_KEY.into(),
+            path_style: true,
+        }
+    }
+
     /// The standard AWS settings that point an SDK client in a child process here, plus
     /// `SRCTRAFFIC_S3_PATH_STYLE`, with profiles and instance metadata kept out.
     pub fn env(&self) -> Vec<(String, String)> {

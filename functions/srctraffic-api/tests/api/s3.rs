@@ -3,8 +3,8 @@
 
 use crate::auth::{CREDS, nonce, now_stamp, v1_get};
 use crate::helpers::*;
-use srctraffic::store::{S3Settings, S3Store};
-use srctraffic_s3_test_server::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+use srctraffic::store::S3Store;
+use srctraffic_s3_test_server::{BUCKET, S3Server};
 use std::ffi::OsStr;
 
 const CREDS_KEY: &str = "config/credentials.json";
@@ -12,16 +12,10 @@ const CREDS_KEY: &str = "config/credentials.json";
 /// The server with the seed's data under `s3://BUCKET/data` and the credentials object.
 fn seeded_server() -> S3Server {
     let server = S3Server::start();
-    let settings = S3Settings {
-        endpoint: Some(server.endpoint()),
-        region: "us-east-1".into(),
-        access_key_id: ACCESS_KEY.into(),
-        secret_access_key: SECRET_KEY.into(),
-        path_style: true,
-    };
+
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = S3Store::with_settings(STORE, &settings).unwrap();
+        let store = S3Store::with_settings(STORE, &server.settings()).unwrap();
         put_minutes(
             &store,
             "example.com",
