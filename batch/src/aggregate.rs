@@ -6,7 +6,7 @@
 
 use crate::fields::{self, TimeParser};
 use crate::rejects::{Position, Reason, Rejects};
-use crate::scan::Sink;
+use crate::scan::{Sink, Swallowed};
 use rustc_hash::FxHashMap;
 use srctraffic::bucket::MINUTES;
 use srctraffic::{Day, DomainName};
@@ -30,6 +30,9 @@ pub struct Stats {
     pub bytes: u128,
     /// Latest accepted minute.
     pub max_minute: Option<i64>,
+    /// A minute whose total would pass 2^64 - 1 when two workers' totals were merged:
+    /// (domain, minute). The run must not commit.
+    pub overflow: Option<(DomainName, i64)>,
 }
 
 /// Where the records being scanned come from, for reject positions.
@@ -50,6 +53,7 @@ pub enum Origin {
 #[derive(Debug)]
 pub struct Aggregator {
     floor_day: i64,
+    ceiling_minute: i64,
     time: TimeParser,
     raw_ids: FxHashMap<Box<[u8]>, u32>,
     ids: FxHashMap<DomainName, u32>,
@@ -66,10 +70,12 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// An empty aggregator: lines of days before `floor_day` count as expired.
-    pub fn new(floor_day: i64, keep_all_rejects: bool) -> Aggregator {
+    /// An empty aggregator: lines of days before `floor_day` count as expired, lines after
+    /// `ceiling_minute` are rejected as from the future.
+    pub fn new(floor_day: i64, ceiling_minute: i64, keep_all_rejects: bool) -> Aggregator {
         Aggregator {
             floor_day,
+            ceiling_minute,
             time: TimeParser::default(),
             raw_ids: FxHashMap::default(),
             ids: FxHashMap::default(),
@@ -143,32 +149,47 @@ impl Aggregator {
         &mut self.cells[idx as usize].2
     }
 
-    /// Adds `bytes` at `minute` for a domain, as a record would.
-    pub fn add(&mut self, name: &DomainName, minute: i64, bytes: u64) {
+    /// Adds `bytes` at `minute` for a domain, as a record would; `false` if the minute's total
+    /// would pass 2^64 - 1 (nothing is added then).
+    pub fn add(&mut self, name: &DomainName, minute: i64, bytes: u64) -> bool {
         let id = self.id_of(name.clone());
-        self.add_id(id, minute, bytes);
+        self.add_id(id, minute, bytes)
     }
 
-    fn add_id(&mut self, id: u32, minute: i64, bytes: u64) {
+    fn add_id(&mut self, id: u32, minute: i64, bytes: u64) -> bool {
         let day = minute.div_euclid(1440);
         if day < self.floor_day {
             self.stats.expired += 1;
-            return;
+            return true;
         }
         let slot = &mut self.cell(id, day)[(minute - day * 1440) as usize];
-        *slot = slot.saturating_add(bytes);
+        let Some(sum) = slot.checked_add(bytes) else {
+            return false;
+        };
+        *slot = sum;
         self.stats.accepted += 1;
         self.stats.bytes += u128::from(bytes);
         self.stats.max_minute = Some(self.stats.max_minute.map_or(minute, |m| m.max(minute)));
+        true
     }
 
     /// Folds another worker's totals and rejects in.
     pub fn merge(&mut self, other: Aggregator) {
         let map: Vec<u32> = other.names.into_iter().map(|n| self.id_of(n)).collect();
         for (id, day, minutes) in other.cells {
-            let cell = self.cell(map[id as usize], day);
-            for (a, b) in cell.iter_mut().zip(minutes.iter()) {
-                *a = a.saturating_add(*b);
+            let id = map[id as usize];
+            let cell = self.cell(id, day);
+            let mut overflow = None;
+            for (i, (a, b)) in cell.iter_mut().zip(minutes.iter()).enumerate() {
+                match a.checked_add(*b) {
+                    Some(sum) => *a = sum,
+                    None => overflow = Some(day * 1440 + i as i64),
+                }
+            }
+            if let Some(minute) = overflow
+                && self.stats.overflow.is_none()
+            {
+                self.stats.overflow = Some((self.names[id as usize].clone(), minute));
             }
         }
         let s = other.stats;
@@ -180,6 +201,7 @@ impl Aggregator {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        self.stats.overflow = self.stats.overflow.take().or(s.overflow);
         self.rejects.merge(other.rejects);
     }
 
@@ -213,6 +235,9 @@ impl Sink for Aggregator {
         let Some(minute) = minute else {
             return self.reject(Reason::BadTime, line, raw);
         };
+        if minute > self.ceiling_minute {
+            return self.reject(Reason::Future, line, raw);
+        }
         let id = self.domain_id(domain);
         if id == BAD_DOMAIN || id == BAD_UTF8 {
             let reason = if id == BAD_UTF8 {
@@ -225,11 +250,25 @@ impl Sink for Aggregator {
         let Some(bytes) = fields::parse_bytes(&fields::unquote(bytes)) else {
             return self.reject(Reason::BadBytes, line, raw);
         };
-        self.add_id(id, minute, bytes);
+        if !self.add_id(id, minute, bytes) {
+            self.reject(Reason::TotalOverflow, line, raw);
+        }
     }
 
     fn bad_shape(&mut self, _fields: usize, line: u64, raw: &[u8]) {
         self.stats.records += 1;
         self.reject(Reason::FieldCount, line, raw);
+    }
+
+    fn swallowed(&mut self, why: Swallowed, lines: u64, line: u64, raw: &[u8]) {
+        // Every physical line it took counts, so the bad-ratio gate sees them all.
+        let reason = match why {
+            Swallowed::TooLong => Reason::LineTooLong,
+            Swallowed::UnclosedQuote => Reason::UnclosedQuote,
+        };
+        let lines = lines.max(1);
+        self.stats.records += lines;
+        self.reject(reason, line, raw);
+        self.rejects.add_uncounted_lines(reason, lines - 1);
     }
 }

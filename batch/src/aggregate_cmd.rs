@@ -37,7 +37,13 @@ pub struct AggregateOptions {
     pub lease: Duration,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Longest record kept, in bytes.
+    pub max_line_bytes: usize,
 }
+
+/// How far past the data clock's now a line may be and still count: clocks of log writers
+/// drift a little. Later lines are rejected as `future`, and the watermark never passes now.
+pub const FUTURE_TOLERANCE_MINUTES: i64 = 5;
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,14 @@ pub enum AggregateError {
         max: f64,
         /// The summary, with samples.
         summary: Box<Summary>,
+    },
+    /// Some minute's total passes 2^64 - 1 bytes: nothing was committed.
+    #[error("the total of {domain} at minute {minute} passes 2^64 - 1 bytes: nothing committed")]
+    Overflow {
+        /// The domain.
+        domain: String,
+        /// The minute, `yyyy-MM-ddTHH:mm:00Z`.
+        minute: String,
     },
     /// The rejects file could not be written.
     #[error("writing rejects to {path}: {source}")]
@@ -88,6 +102,7 @@ pub fn run(
     let recovered = rt.block_on(ledger.recover())?;
     summary.recovered_runs = recovered.runs;
     summary.objects_written += recovered.objects;
+    summary.stuck_runs = recovered.stuck;
 
     let mut inputs = input::discover(&opts.inputs)?;
     let s3_urls: Vec<&String> = opts
@@ -118,9 +133,20 @@ pub fn run(
     let run = rt.block_on(ledger.begin())?;
     let mut mine: Vec<(Input, String)> = Vec::new();
     let mut wanted: Vec<(&Input, String)> = Vec::new();
+    // One content is one input, however many paths reach it (a copy, a hard link, a file
+    // named twice): the first path in sorted order reads it, the others are reported.
+    let mut first_path: rustc_hash::FxHashMap<String, String> = Default::default();
     for (input, id) in inputs.iter().zip(identities) {
         match id {
-            Ok(id) => wanted.push((input, id)),
+            Ok(id) => match first_path.entry(id.clone()) {
+                std::collections::hash_map::Entry::Occupied(first) => summary
+                    .same_content
+                    .push((input.display(), first.get().clone())),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(input.display());
+                    wanted.push((input, id));
+                }
+            },
             Err(e) => summary.unreadable.push((input.display(), e)),
         }
     }
@@ -162,6 +188,9 @@ pub fn run(
     let read_opts = ReadOptions {
         columns: opts.columns.clone(),
         floor_day: now.div_euclid(86_400) - RETENTION_DAYS,
+        ceiling_minute: now.div_euclid(60) + FUTURE_TOLERANCE_MINUTES,
+        max_line_bytes: opts.max_line_bytes,
+        chunk_bytes: read::CHUNK,
         keep_all_rejects: opts.rejects.is_some(),
         s3,
     };
@@ -176,7 +205,7 @@ pub fn run(
         return Err(CommitError::LostLease(run.id).into());
     }
 
-    let agg = result.agg;
+    let mut agg = result.agg;
     summary.read_files = read_inputs.len();
     summary.input_bytes = total;
     summary.records = agg.stats.records;
@@ -216,7 +245,9 @@ pub fn run(
                 summary.empty_files += 1;
             }
             if let Some(col) = &report.missing_column {
-                summary.missing_column.push((input.display(), col.clone()));
+                summary
+                    .missing_column
+                    .push((input.display(), col.to_string()));
             }
             counted_ids.push(id.clone());
         }
@@ -251,7 +282,15 @@ pub fn run(
         });
     }
 
-    let max_minute = agg.stats.max_minute;
+    if let Some((domain, minute)) = agg.stats.overflow.take() {
+        rt.block_on(ledger.abort(&run))?;
+        return Err(AggregateError::Overflow {
+            domain: domain.to_string(),
+            minute: srctraffic::Minute(minute).to_string(),
+        });
+    }
+    // Lines a little past now still count, but "known up to" never passes now.
+    let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
     let cells = agg.into_cells();
     summary.days = {
         let mut d: Vec<_> = cells.iter().map(|c| c.1).collect();

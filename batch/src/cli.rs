@@ -44,6 +44,10 @@ pub enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Longest record kept, in bytes; a longer one is rejected as line_too_long without
+        /// being held in memory.
+        #[arg(long, default_value_t = crate::read::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
+        max_line_bytes: u64,
         /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
         #[arg(required = true)]
         inputs: Vec<String>,

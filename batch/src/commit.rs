@@ -86,6 +86,8 @@ pub struct Finished {
     pub runs: usize,
     /// Bucket objects written.
     pub objects: usize,
+    /// Sealed runs that could not be finished: (run, why). They are tried again next time.
+    pub stuck: Vec<(String, String)>,
 }
 
 fn now() -> i64 {
@@ -229,7 +231,12 @@ impl Ledger {
                 (Some(h), Some((q, _)))
                     if q.state == RunState::Sealed && q.inputs.iter().any(|i| i == identity) =>
                 {
-                    self.finish(h).await?;
+                    match self.finish(h).await {
+                        Ok(_) => {}
+                        // Counted by a run that cannot finish yet: it is that run's input.
+                        Err(CommitError::Corrupt { .. }) => return Ok(Claim::Busy(q.run)),
+                        Err(e) => return Err(e),
+                    }
                 }
                 (Some(h), Some((q, qv))) if q.state == RunState::Aggregating => {
                     if self.alive(&q) {
@@ -382,12 +389,21 @@ impl Ledger {
         self.store.delete(&ledger::run_key(id)).await?;
         failpoint::hit("finishing");
         self.store.delete(&ledger::deltas_key(id)).await?;
-        Ok(Finished { runs: 1, objects })
+        Ok(Finished {
+            runs: 1,
+            objects,
+            stuck: Vec::new(),
+        })
     }
 
     /// Folds each cell into its bucket, once. Returns how many objects were written.
+    ///
+    /// A bucket that cannot take the run (unreadable, holding another name, or a total past
+    /// 2^64 - 1) is skipped and the rest applied; the run then fails naming it, stays sealed,
+    /// and is finished by a later run once the object is mended.
     async fn apply(&self, id: RunId, cells: Vec<DayBucket>) -> Result<usize> {
         let mut written = 0;
+        let mut refused: Option<CommitError> = None;
         for batch in cells.chunks(APPLY_BATCH) {
             let mut pending: Vec<&DayBucket> = batch.iter().collect();
             let mut attempt = 0u32;
@@ -405,18 +421,29 @@ impl Ledger {
                             DayBucket::new(cell.domain.clone(), cell.day),
                             Precondition::Absent,
                         ),
-                        Some(v) => {
-                            let b =
-                                DayBucket::decode(&v.bytes).map_err(|e| CommitError::Corrupt {
-                                    key: key.clone(),
+                        Some(v) => match DayBucket::decode_for(&v.bytes, &cell.domain, cell.day) {
+                            Ok(b) => (b, Precondition::Matches(v.version)),
+                            Err(e) => {
+                                refused.get_or_insert(CommitError::Corrupt {
+                                    key,
                                     reason: e.to_string(),
-                                })?;
-                            (b, Precondition::Matches(v.version))
-                        }
+                                });
+                                continue;
+                            }
+                        },
                     };
-                    if bucket.apply(id, &cell.minutes) {
-                        items.push((key, bucket.encode(), when));
-                        sent.push(*cell);
+                    match bucket.apply(id, &cell.minutes) {
+                        Ok(true) => {
+                            items.push((key, bucket.encode(), when));
+                            sent.push(*cell);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            refused.get_or_insert(CommitError::Corrupt {
+                                key,
+                                reason: e.to_string(),
+                            });
+                        }
                     }
                 }
                 let mut retry = Vec::new();
@@ -435,7 +462,10 @@ impl Ledger {
             }
             failpoint::hit("apply");
         }
-        Ok(written)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     /// Finishes sealed runs, gives up stale ones left by crashed runs, and sweeps deltas whose
@@ -464,9 +494,19 @@ impl Ledger {
             match rec.state {
                 RunState::Sealed => {
                     tracing::info!(run = %rec.run, "finishing a sealed run left by an earlier process");
-                    let f = self.finish(id).await?;
-                    done.runs += f.runs;
-                    done.objects += f.objects;
+                    match self.finish(id).await {
+                        Ok(f) => {
+                            done.runs += f.runs;
+                            done.objects += f.objects;
+                        }
+                        // One bad object must not stop every later run: this one stays sealed
+                        // (its inputs stay held) until the object is mended.
+                        Err(e @ CommitError::Corrupt { .. }) => {
+                            tracing::error!(run = %rec.run, "a sealed run cannot be finished yet: {e}");
+                            done.stuck.push((rec.run.clone(), e.to_string()));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 RunState::Aggregating if !self.alive(&rec) => {
                     let mut dead = rec;

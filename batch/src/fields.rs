@@ -28,7 +28,12 @@ pub fn unquote(b: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// Parses a byte count: a non-negative decimal integer, or `-` for zero.
+/// The most bytes one line may carry: a petabyte. Far above any real origin fetch, and low
+/// enough that the 2^64 - 1 of a minute's total takes over 18,000 such lines to reach.
+pub const MAX_LINE_BYTES_VALUE: u64 = 1_000_000_000_000_000;
+
+/// Parses a byte count: a non-negative decimal integer up to [`MAX_LINE_BYTES_VALUE`], or `-`
+/// for zero.
 pub fn parse_bytes(b: &[u8]) -> Option<u64> {
     let b = trim(b);
     if b == b"-" {
@@ -37,13 +42,31 @@ pub fn parse_bytes(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 {
         return None;
     }
-    b.iter().try_fold(0u64, |acc, &c| {
-        if c.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-        } else {
-            None
-        }
-    })
+    b.iter()
+        .try_fold(0u64, |acc, &c| {
+            if c.is_ascii_digit() {
+                acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+            } else {
+                None
+            }
+        })
+        .filter(|&n| n <= MAX_LINE_BYTES_VALUE)
+}
+
+/// The largest UTC offset in use anywhere (Kiribati's +14:00, and -12:00 the other way;
+/// ±14:00 both ways is the bound RFC 3339 readers accept in practice), in minutes.
+const MAX_OFFSET_MINUTES: i64 = 14 * 60;
+
+/// Minutes east of UTC from a sign and its hours and minutes, if within ±14:00.
+fn offset_minutes(sign: u8, hours: i64, minutes: i64) -> Option<i64> {
+    if minutes > 59 || hours * 60 + minutes > MAX_OFFSET_MINUTES {
+        return None;
+    }
+    match sign {
+        b'+' => Some(hours * 60 + minutes),
+        b'-' => Some(-(hours * 60 + minutes)),
+        _ => None,
+    }
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -129,15 +152,7 @@ impl TimeParser {
         let offset = match rest {
             [b'Z' | b'z'] => 0,
             [sign @ (b'+' | b'-'), hh @ .., b':', m1, m2] if hh.len() == 2 => {
-                let (oh, om) = (digits(hh)?, digits(&[*m1, *m2])?);
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                if *sign == b'+' {
-                    oh * 60 + om
-                } else {
-                    -(oh * 60 + om)
-                }
+                offset_minutes(*sign, digits(hh)?, digits(&[*m1, *m2])?)?
             }
             _ => return None,
         };
@@ -178,12 +193,7 @@ impl TimeParser {
         if h > 23 || mi > 59 || s > 60 {
             return None;
         }
-        let (oh, om) = (digits(&b[22..24])?, digits(&b[24..26])?);
-        let offset = match b[21] {
-            b'+' => oh * 60 + om,
-            b'-' => -(oh * 60 + om),
-            _ => return None,
-        };
+        let offset = offset_minutes(b[21], digits(&b[22..24])?, digits(&b[24..26])?)?;
         Some(days_from_civil(y, m, d) * 1440 + h * 60 + mi - offset)
     }
 }
@@ -223,6 +233,8 @@ mod tests {
             "10/Dec/2019:20:00:13 +0000",
             "[11/Dec/2019:04:00:13 +0800]",
             " 2019-12-10T20:00:00Z ",
+            "2019-12-11T10:00:13+14:00",
+            "10/Dec/2019:06:00:13 -1400",
         ] {
             assert_eq!(min(s), Some(SEED_2000), "{s}");
         }
@@ -240,6 +252,11 @@ mod tests {
             "2019-12-10T20:00:00+8:00",
             "12345678901234",
             "10/Foo/2019:20:00:13 +0000",
+            "10/Dec/2019:20:00:13 +9999",
+            "10/Dec/2019:20:00:13 +1401",
+            "10/Dec/2019:20:00:13 -0060",
+            "2019-12-10T20:00:00+15:00",
+            "2019-12-10T20:00:00-23:59",
             "-1576008013",
         ] {
             assert_eq!(min(s), None, "{s}");
@@ -251,6 +268,7 @@ mod tests {
         assert_eq!(parse_bytes(b"12345"), Some(12345));
         assert_eq!(parse_bytes(b"-"), Some(0));
         assert_eq!(parse_bytes(b" 7 "), Some(7));
+        assert_eq!(parse_bytes(b"1000000000000000"), Some(MAX_LINE_BYTES_VALUE));
         for b in [
             &b"-5"[..],
             b"1.5",
@@ -258,6 +276,8 @@ mod tests {
             b"abc",
             b"99999999999999999999999",
             b"1e3",
+            b"18446744073709551615",
+            b"1000000000000001",
         ] {
             assert_eq!(parse_bytes(b), None, "{:?}", String::from_utf8_lossy(b));
         }

@@ -24,9 +24,30 @@ impl Default for ColumnNames {
     }
 }
 
+/// Why a header cannot be used: every line of its file is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// A required column is not there.
+    #[error("no column {0:?}")]
+    Missing(String),
+    /// A required column is there twice: which one holds the value is anyone's guess.
+    #[error("column {0:?} appears twice")]
+    Duplicate(String),
+}
+
+impl HeaderError {
+    /// The reject reason every line of such a file gets.
+    pub fn reason(&self) -> crate::rejects::Reason {
+        match self {
+            HeaderError::Missing(_) => crate::rejects::Reason::MissingColumn,
+            HeaderError::Duplicate(_) => crate::rejects::Reason::DuplicateColumn,
+        }
+    }
+}
+
 /// Finds the wanted columns in a header line (BOM, quotes, blanks and case ignored).
-/// Errs with the name of the first missing column.
-pub fn parse(line: &[u8], names: &ColumnNames) -> Result<Columns, String> {
+/// Errs on the first required column missing or repeated.
+pub fn parse(line: &[u8], names: &ColumnNames) -> Result<Columns, HeaderError> {
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let fields: Vec<String> = split_all(line)
@@ -39,10 +60,12 @@ pub fn parse(line: &[u8], names: &ColumnNames) -> Result<Columns, String> {
         .collect();
     let find = |name: &str| {
         let want = name.trim().to_ascii_lowercase();
-        fields
-            .iter()
-            .position(|f| *f == want)
-            .ok_or_else(|| name.to_owned())
+        let mut at = fields.iter().enumerate().filter(|(_, f)| **f == want);
+        match (at.next(), at.next()) {
+            (Some((i, _)), None) => Ok(i),
+            (Some(_), Some(_)) => Err(HeaderError::Duplicate(name.to_owned())),
+            (None, _) => Err(HeaderError::Missing(name.to_owned())),
+        }
     };
     Ok(Columns {
         time: find(&names.time)?,
@@ -85,8 +108,14 @@ mod tests {
         );
         assert_eq!(
             parse(b"time,domain", &ColumnNames::default()),
-            Err("bytes".to_owned())
+            Err(HeaderError::Missing("bytes".to_owned()))
         );
+        assert_eq!(
+            parse(b"time,bytes,domain,BYTES", &ColumnNames::default()),
+            Err(HeaderError::Duplicate("bytes".to_owned()))
+        );
+        // Columns we do not read may repeat.
+        assert!(parse(b"time,domain,bytes,x,x", &ColumnNames::default()).is_ok());
         let renamed = ColumnNames {
             bytes: "body_bytes_sent".into(),
             ..ColumnNames::default()

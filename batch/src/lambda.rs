@@ -51,6 +51,7 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         columns: ColumnNames::default(),
         lease: Duration::from_secs(120),
         progress: false,
+        max_line_bytes: crate::read::MAX_LINE_BYTES,
     };
     // The run drives its own runtime and rayon pool: give it a plain thread of its own.
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -37,6 +37,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a line to standard output. A reader that has gone away (`... | head -1`) is no error:
+/// the work is done, so the program ends as it would have, quietly.
+fn say(text: impl std::fmt::Display) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The runtime store calls run on; `aggregate` makes its own for the run itself.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bytes_column,
             lease,
             threads,
+            max_line_bytes,
             inputs,
         } => {
             if let Some(n) = threads {
@@ -90,10 +101,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),
+                max_line_bytes: max_line_bytes as usize,
             };
             match aggregate_cmd::run(&rt, opened, &opts) {
                 Ok(summary) => {
-                    println!("{summary}");
+                    say(&summary)?;
                     if summary.has_unreadable() {
                         eprintln!(
                             "error: some inputs were unreadable and not committed; fix them and run again"
@@ -104,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     if let AggregateError::TooManyBad { summary, .. } = &e {
-                        println!("{summary}");
+                        say(summary)?;
                         eprintln!("error: {e}");
                         return Ok(ExitCode::from(2));
                     }
@@ -137,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 truth,
             };
             let report = genlogs::generate(&opts).context("generating logs")?;
-            println!("{report}");
+            say(&report)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {
@@ -151,13 +163,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            rt.block_on(ops::inspect(
-                opened.as_ref(),
-                &domain,
-                &day,
-                nonzero,
-                &mut out,
-            ))?;
+            let done = rt
+                .block_on(ops::inspect(
+                    opened.as_ref(),
+                    &domain,
+                    &day,
+                    nonzero,
+                    &mut out,
+                ))
+                .and_then(|()| Ok(out.flush()?));
+            ops::unless_closed_pipe(done)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { store } => {
@@ -166,8 +181,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            rt.block_on(ops::export(opened.as_ref(), &mut out))?;
-            out.flush()?;
+            let done = rt
+                .block_on(ops::export(opened.as_ref(), &mut out))
+                .and_then(|_| Ok(out.flush()?));
+            ops::unless_closed_pipe(done)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune { store, now } => {
@@ -179,7 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 opened.as_ref(),
                 clock(now.as_deref())?.now_unix(),
             ))?;
-            println!("pruned {days} days, {objects} objects");
+            say(format_args!("pruned {days} days, {objects} objects"))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,11 +16,27 @@ pub enum OpsError {
     #[error("{0}")]
     Usage(String),
     /// Output failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Io(#[from] std::io::Error),
+    /// The store holds nothing for that (domain, day).
+    #[error("no data for {domain} on {day} in this store")]
+    NotFound {
+        /// The domain.
+        domain: String,
+        /// The day.
+        day: String,
+    },
 }
 
-/// Writes a (domain, day) as `minute,bytes` CSV. A day with no object prints zeros.
+/// A closed pipe on output (`... | head`) ends the output early, which is no failure.
+pub fn unless_closed_pipe(r: Result<(), OpsError>) -> Result<(), OpsError> {
+    match r {
+        Err(OpsError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes a (domain, day) as `minute,bytes` CSV. A day with no object is an error.
 pub async fn inspect(
     store: &dyn Store,
     domain: &str,
@@ -34,11 +50,16 @@ pub async fn inspect(
         Day::parse(day).ok_or_else(|| OpsError::Usage(format!("not a YYYY-MM-DD day: {day:?}")))?;
     let key = keys::bucket(day, &d);
     let bucket = match store.get(&key).await? {
-        Some(b) => DayBucket::decode(&b).map_err(|e| StoreError::Corrupt {
+        Some(b) => DayBucket::decode_for(&b, &d, day).map_err(|e| StoreError::Corrupt {
             key: key.clone(),
             reason: e.to_string(),
         })?,
-        None => DayBucket::new(d, day),
+        None => {
+            return Err(OpsError::NotFound {
+                domain: d.to_string(),
+                day: day.to_string(),
+            });
+        }
     };
     writeln!(out, "minute,bytes")?;
     let first = day.first_minute().0;
@@ -51,14 +72,24 @@ pub async fn inspect(
 }
 
 /// Writes every minute with traffic in the store as `domain,minute,bytes` CSV, sorted by
-/// domain then minute.
+/// domain then minute. Each bucket is checked against its key.
 pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsError> {
-    let mut cells: Vec<(DomainName, Day, String)> = store
-        .list(keys::BUCKETS)
-        .await?
-        .into_iter()
-        .filter_map(|k| keys::parse_bucket(&k).map(|(day, d)| (d, day, k)))
-        .collect();
+    let mut cells: Vec<(DomainName, Day, String)> = Vec::new();
+    let mut long = Vec::new();
+    for key in store.list(keys::BUCKETS).await? {
+        match keys::parse_bucket(&key) {
+            Some((day, Some(d))) => cells.push((d, day, key)),
+            // Long domains are not in their keys: the bucket says which one it holds.
+            Some((day, None)) => long.push((day, key)),
+            None => {}
+        }
+    }
+    for (day, key) in long {
+        if let Some(bytes) = store.get(&key).await? {
+            let b = decode_at(&key, &bytes, None, day)?;
+            cells.push((b.domain, day, key));
+        }
+    }
     cells.sort();
     writeln!(out, "domain,minute,bytes")?;
     let mut rows = 0;
@@ -66,10 +97,7 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsE
         let Some(bytes) = store.get(&key).await? else {
             continue;
         };
-        let b = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        })?;
+        let b = decode_at(&key, &bytes, Some(&domain), day)?;
         let first = day.first_minute().0;
         for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
             writeln!(out, "{domain},{},{v}", srctraffic::Minute(first + i as i64))?;
@@ -77,6 +105,28 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsE
         }
     }
     Ok(rows)
+}
+
+/// Decodes the bucket at `key` and checks that it is the one the key names.
+fn decode_at(
+    key: &str,
+    bytes: &[u8],
+    domain: Option<&DomainName>,
+    day: Day,
+) -> Result<DayBucket, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    let b = DayBucket::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if domain.is_some_and(|d| *d != b.domain) || b.day != day || keys::bucket(day, &b.domain) != key
+    {
+        return Err(corrupt(format!(
+            "holds {} on day {}, not what its key names",
+            b.domain, b.day
+        )));
+    }
+    Ok(b)
 }
 
 /// Deletes every bucket of days before the retention window; returns (days, objects) removed.

@@ -20,17 +20,33 @@ pub enum Reason {
     NotUtf8,
     /// The file's header lacks a required column: every line of it is rejected.
     MissingColumn,
+    /// The file's header has a required column twice: every line of it is rejected.
+    DuplicateColumn,
+    /// The time is after the data clock's now (plus a small tolerance).
+    Future,
+    /// Adding the line's bytes would take its minute's total past 2^64 - 1.
+    TotalOverflow,
+    /// The record is longer than `--max-line-bytes`; it is skipped without being held.
+    LineTooLong,
+    /// A quote opened and never closed: the record runs to the end of the input, and every
+    /// physical line it swallowed is rejected.
+    UnclosedQuote,
 }
 
 impl Reason {
     /// Every reason, in report order.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 11] = [
         Reason::BadTime,
         Reason::BadDomain,
         Reason::BadBytes,
         Reason::FieldCount,
         Reason::NotUtf8,
         Reason::MissingColumn,
+        Reason::DuplicateColumn,
+        Reason::Future,
+        Reason::TotalOverflow,
+        Reason::LineTooLong,
+        Reason::UnclosedQuote,
     ];
 
     /// A short name for summaries and the rejects file.
@@ -42,6 +58,11 @@ impl Reason {
             Reason::FieldCount => "field_count",
             Reason::NotUtf8 => "not_utf8",
             Reason::MissingColumn => "missing_column",
+            Reason::DuplicateColumn => "duplicate_column",
+            Reason::Future => "future",
+            Reason::TotalOverflow => "total_overflow",
+            Reason::LineTooLong => "line_too_long",
+            Reason::UnclosedQuote => "unclosed_quote",
         }
     }
 
@@ -89,7 +110,7 @@ pub const KEEP_LIMIT: usize = 1_000_000;
 #[derive(Debug, Default, Clone)]
 pub struct Rejects {
     /// Count per reason, indexed by [`Reason::index`].
-    pub counts: [u64; 6],
+    pub counts: [u64; Reason::ALL.len()],
     /// Kept rejects: the first [`SAMPLES`], or up to [`KEEP_LIMIT`] with `keep_all`.
     pub kept: Vec<Reject>,
     /// Rejected lines that were counted but not kept although `keep_all` asked for them.

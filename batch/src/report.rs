@@ -4,6 +4,24 @@ use crate::rejects::Reason;
 use std::fmt;
 use std::time::Duration;
 
+/// A file name or a rejected line as it may be shown on a terminal: control characters (an
+/// escape sequence in a log line could rewrite the screen) are shown as `\u{..}` escapes.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// What one `aggregate` run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -13,11 +31,14 @@ pub struct Summary {
     pub read_files: usize,
     /// Files skipped because an earlier run counted them.
     pub already_committed: usize,
+    /// Files skipped because another path in this run has the same content: (file, that path).
+    pub same_content: Vec<(String, String)>,
     /// Files skipped because a live run is reading them: (file, run).
     pub busy: Vec<(String, String)>,
     /// Files that could not be read to the end: (file, error). Not committed.
     pub unreadable: Vec<(String, String)>,
-    /// Files without a required column: (file, column). Every line rejected.
+    /// Files whose header lacks a required column or has one twice: (file, what is wrong).
+    /// Every line rejected.
     pub missing_column: Vec<(String, String)>,
     /// Files with no bytes.
     pub empty_files: usize,
@@ -47,6 +68,8 @@ pub struct Summary {
     pub objects_written: usize,
     /// Sealed runs of crashed processes finished first.
     pub recovered_runs: usize,
+    /// Sealed runs of earlier processes that could not be finished: (run, why).
+    pub stuck_runs: Vec<(String, String)>,
     /// Wall time.
     pub elapsed: Duration,
     /// Wall time of each phase, in order.
@@ -66,10 +89,11 @@ impl fmt::Display for Summary {
         let rejected: u64 = self.rejected.iter().map(|r| r.1).sum();
         writeln!(
             f,
-            "files      {} found, {} read, {} already committed, {} busy elsewhere, {} unreadable, {} empty",
+            "files      {} found, {} read, {} already committed, {} same content as another, {} busy elsewhere, {} unreadable, {} empty",
             self.files,
             self.read_files,
             self.already_committed,
+            self.same_content.len(),
             self.busy.len(),
             self.unreadable.len(),
             self.empty_files
@@ -83,6 +107,7 @@ impl fmt::Display for Summary {
             writeln!(f, "  rejected {:<15} {n}", r.name())?;
         }
         for (file, line, reason, text) in &self.samples {
+            let (file, text) = (printable(file), printable(text));
             writeln!(f, "  {file}:{line}: {reason}: {text}")?;
         }
         if self.rejects_not_written > 0 {
@@ -92,14 +117,25 @@ impl fmt::Display for Summary {
                 self.rejects_not_written
             )?;
         }
-        for (file, col) in &self.missing_column {
-            writeln!(f, "  {file}: no column {col:?}: every line rejected")?;
+        for (file, bad) in &self.missing_column {
+            let file = printable(file);
+            writeln!(f, "  {file}: {bad}: every line rejected")?;
         }
         for (file, err) in &self.unreadable {
+            let file = printable(file);
             writeln!(f, "  {file}: unreadable, not committed: {err}")?;
+        }
+        for (file, first) in &self.same_content {
+            writeln!(f, "  {file}: same content as {first}, read once")?;
         }
         for (file, run) in &self.busy {
             writeln!(f, "  {file}: being read by run {run}")?;
+        }
+        for (run, why) in &self.stuck_runs {
+            writeln!(
+                f,
+                "  run {run}: sealed, not finished yet (tried again next run): {why}"
+            )?;
         }
         writeln!(f, "bytes      {} counted", self.bytes_counted)?;
         writeln!(

@@ -26,8 +26,20 @@ pub trait Sink {
     /// [`crate::fields::unquote`]). `line` is the 1-based physical line the record starts on,
     /// counted from the scanned buffer's first line.
     fn record(&mut self, time: &[u8], domain: &[u8], bytes: &[u8], line: u64, raw: &[u8]);
-    /// A record with the wrong number of fields (or an unclosed quote at the end of input).
+    /// A record with the wrong number of fields.
     fn bad_shape(&mut self, fields: usize, line: u64, raw: &[u8]);
+    /// A record rejected whole that spans `lines` physical lines: one longer than the limit,
+    /// or one whose quote never closes before the end of input. `raw` may be cut short.
+    fn swallowed(&mut self, why: Swallowed, lines: u64, line: u64, raw: &[u8]);
+}
+
+/// Why a record was rejected whole, without looking at its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swallowed {
+    /// Longer than the record limit.
+    TooLong,
+    /// A quote opened and never closed: the record runs to the end of input.
+    UnclosedQuote,
 }
 
 /// Where a scan stopped.
@@ -37,15 +49,20 @@ pub struct ScanEnd {
     pub consumed: usize,
     /// Physical lines consumed.
     pub lines: u64,
+    /// At `eof`: the input ended inside a quoted field. A chunk cut from a larger file that
+    /// ends so was cut inside a record, so its neighbours were not scanned from record starts.
+    pub open_quote: bool,
 }
 
 const BLOCK: usize = 64;
 
 /// Scans every complete record of `buf`; at `eof` the last record needs no newline. Blank lines
-/// are skipped. `first_line` is the line number of `buf[0]`.
+/// are skipped; a record longer than `max_record` bytes is rejected whole. `first_line` is the
+/// line number of `buf[0]`.
 pub fn scan(
     buf: &[u8],
     cols: &Columns,
+    max_record: usize,
     eof: bool,
     first_line: u64,
     sink: &mut impl Sink,
@@ -60,45 +77,50 @@ pub fn scan(
     let mut rec_line = first_line;
     let mut line = first_line;
 
-    let mut emit = |start: usize, end: usize, nseps: usize, seps: &[usize], rec_line: u64| {
-        let end = if end > start && buf[end - 1] == b'\r' {
-            end - 1
-        } else {
-            end
-        };
-        let raw = &buf[start..end];
-        if raw.is_empty() {
-            return;
-        }
-        if nseps + 1 != cols.count {
-            sink.bad_shape(nseps + 1, rec_line, raw);
-            return;
-        }
-        let field = |k: usize| {
-            let s = if k == 0 { start } else { seps[k - 1] + 1 };
-            let e = if k < nseps { seps[k] } else { end };
-            &buf[s..e.max(s)]
-        };
-        if fast {
-            sink.record(
-                field(cols.time),
-                field(cols.domain),
-                field(cols.bytes),
-                rec_line,
-                raw,
-            );
-        } else {
-            let all = split_all(raw);
-            match (
-                all.get(cols.time),
-                all.get(cols.domain),
-                all.get(cols.bytes),
-            ) {
-                (Some(t), Some(d), Some(b)) => sink.record(t, d, b, rec_line, raw),
-                _ => sink.bad_shape(all.len(), rec_line, raw),
+    let mut emit =
+        |start: usize, end: usize, nseps: usize, seps: &[usize], rec_line: u64, span: u64| {
+            let end = if end > start && buf[end - 1] == b'\r' {
+                end - 1
+            } else {
+                end
+            };
+            let raw = &buf[start..end];
+            if raw.is_empty() {
+                return;
             }
-        }
-    };
+            if raw.len() > max_record {
+                sink.swallowed(Swallowed::TooLong, span, rec_line, raw);
+                return;
+            }
+            if nseps + 1 != cols.count {
+                sink.bad_shape(nseps + 1, rec_line, raw);
+                return;
+            }
+            let field = |k: usize| {
+                let s = if k == 0 { start } else { seps[k - 1] + 1 };
+                let e = if k < nseps { seps[k] } else { end };
+                &buf[s..e.max(s)]
+            };
+            if fast {
+                sink.record(
+                    field(cols.time),
+                    field(cols.domain),
+                    field(cols.bytes),
+                    rec_line,
+                    raw,
+                );
+            } else {
+                let all = split_all(raw);
+                match (
+                    all.get(cols.time),
+                    all.get(cols.domain),
+                    all.get(cols.bytes),
+                ) {
+                    (Some(t), Some(d), Some(b)) => sink.record(t, d, b, rec_line, raw),
+                    _ => sink.bad_shape(all.len(), rec_line, raw),
+                }
+            }
+        };
 
     let mut block_start = 0usize;
     while block_start < buf.len() {
@@ -114,7 +136,7 @@ pub fn scan(
                 if quoted {
                     continue;
                 }
-                emit(rec_start, p, nseps, &seps, rec_line);
+                emit(rec_start, p, nseps, &seps, rec_line, line - rec_line);
                 rec_start = p + 1;
                 rec_line = line;
                 nseps = 0;
@@ -133,19 +155,24 @@ pub fn scan(
         block_start += BLOCK;
     }
     if eof && rec_start < buf.len() {
+        // A last line without its newline is a physical line too.
+        let open_line = u64::from(buf.last() != Some(&b'\n'));
+        let span = line - rec_line + open_line;
         if quoted {
-            sink.bad_shape(nseps + 1, rec_line, &buf[rec_start..]);
+            sink.swallowed(Swallowed::UnclosedQuote, span, rec_line, &buf[rec_start..]);
         } else {
-            emit(rec_start, buf.len(), nseps, &seps, rec_line);
+            emit(rec_start, buf.len(), nseps, &seps, rec_line, span);
         }
         return ScanEnd {
             consumed: buf.len(),
-            lines: line - first_line + 1,
+            lines: line - first_line + open_line,
+            open_quote: quoted,
         };
     }
     ScanEnd {
         consumed: rec_start,
         lines: rec_line - first_line,
+        open_quote: false,
     }
 }
 
@@ -246,6 +273,7 @@ mod tests {
     struct Collect {
         good: Vec<(String, String, String, u64)>,
         bad: Vec<(usize, u64, String)>,
+        swallowed: Vec<(Swallowed, u64, u64)>,
     }
 
     impl Sink for Collect {
@@ -257,7 +285,12 @@ mod tests {
             self.bad
                 .push((fields, line, String::from_utf8_lossy(raw).into_owned()));
         }
+        fn swallowed(&mut self, why: Swallowed, lines: u64, line: u64, _raw: &[u8]) {
+            self.swallowed.push((why, lines, line));
+        }
     }
+
+    const NO_LIMIT: usize = usize::MAX;
 
     const COLS: Columns = Columns {
         time: 0,
@@ -268,7 +301,7 @@ mod tests {
 
     fn run(input: &str, eof: bool) -> (Collect, ScanEnd) {
         let mut c = Collect::default();
-        let end = scan(input.as_bytes(), &COLS, eof, 2, &mut c);
+        let end = scan(input.as_bytes(), &COLS, NO_LIMIT, eof, 2, &mut c);
         (c, end)
     }
 
@@ -312,7 +345,29 @@ mod tests {
         assert_eq!(c.good.len(), 1);
         assert_eq!((end.consumed, end.lines), (13, 1));
         let (c, _) = run("t1,a.com,x,1\nt2,b.com,\"unclosed,2", true);
-        assert_eq!(c.bad.len(), 1);
+        assert_eq!(c.swallowed, [(Swallowed::UnclosedQuote, 1, 3)]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_swallows_every_line_to_the_end_and_says_how_many() {
+        let (c, end) = run(
+            "t1,a.com,x,1\nt2,\"b.com,x,2\nt3,c.com,x,3\nt4,d.com,x,4\n",
+            true,
+        );
+        assert_eq!(c.good.len(), 1);
+        assert_eq!(c.swallowed, [(Swallowed::UnclosedQuote, 3, 3)]);
+        assert!(end.open_quote);
+        assert_eq!(end.lines, 4);
+    }
+
+    #[test]
+    fn a_record_longer_than_the_limit_is_rejected_whole_with_its_lines() {
+        let input = "t1,a.com,x,1\nt2,b.com,\"long\nquoted\",2\nt3,c.com,x,3\n";
+        let mut c = Collect::default();
+        scan(input.as_bytes(), &COLS, 16, true, 1, &mut c);
+        assert_eq!(c.good.len(), 2);
+        assert_eq!(c.swallowed, [(Swallowed::TooLong, 2, 2)]);
+        assert_eq!(c.good[1].3, 4);
     }
 
     #[test]
@@ -327,7 +382,7 @@ mod tests {
         fields[66] = "\"1,2\"".into();
         let line = format!("{}\n{}\n", fields.join(","), fields[..69].join(","));
         let mut c = Collect::default();
-        scan(line.as_bytes(), &cols, true, 1, &mut c);
+        scan(line.as_bytes(), &cols, NO_LIMIT, true, 1, &mut c);
         assert_eq!(c.good, [("f0".into(), "f1".into(), "\"1,2\"".into(), 1)]);
         assert_eq!(
             c.bad.iter().map(|b| (b.0, b.1)).collect::<Vec<_>>(),
@@ -335,7 +390,7 @@ mod tests {
         );
     }
 
-    fn reference(input: &[u8]) -> Collect {
+    fn reference(input: &[u8], max_record: usize) -> Collect {
         // Record by record with the simple splitter, as a second opinion.
         let mut c = Collect::default();
         let mut line = 2u64;
@@ -343,8 +398,13 @@ mod tests {
         let mut in_q = false;
         let mut rec_line = line;
         let flush = |raw: &[u8], rec_line: u64, c: &mut Collect| {
+            let span = raw.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             if raw.is_empty() {
+                return;
+            }
+            if raw.len() > max_record {
+                c.swallowed.push((Swallowed::TooLong, span, rec_line));
                 return;
             }
             let f = split_all(raw);
@@ -371,12 +431,10 @@ mod tests {
         }
         if start < input.len() {
             if in_q {
-                let n = split_all(&input[start..]).len();
-                c.bad.push((
-                    n,
-                    rec_line,
-                    String::from_utf8_lossy(&input[start..]).into_owned(),
-                ));
+                let tail = &input[start..];
+                let span = tail.iter().filter(|&&b| b == b'\n').count() as u64
+                    + u64::from(!tail.ends_with(b"\n"));
+                c.swallowed.push((Swallowed::UnclosedQuote, span, rec_line));
             } else {
                 flush(&input[start..], rec_line, &mut c);
             }
@@ -390,11 +448,12 @@ mod tests {
             input in proptest::collection::vec(prop_oneof![
                 8 => proptest::sample::select(b"ab1.,\n\r\"x".to_vec()),
                 1 => any::<u8>(),
-            ], 0..400)
+            ], 0..400),
+            max_record in prop_oneof![Just(NO_LIMIT), 1usize..40],
         ) {
             let mut c = Collect::default();
-            scan(&input, &COLS, true, 2, &mut c);
-            prop_assert_eq!(c, reference(&input));
+            scan(&input, &COLS, max_record, true, 2, &mut c);
+            prop_assert_eq!(c, reference(&input, max_record));
         }
 
         #[test]

@@ -70,6 +70,21 @@ pub enum BucketError {
     /// Bytes follow the checksum's span.
     #[error("{0} trailing bytes")]
     Trailing(usize),
+    /// A sound bucket, but of another (domain, day) than its key names: copied or moved.
+    #[error("holds {found} on day {found_day}, not {wanted} on day {wanted_day} as its key says")]
+    Misplaced {
+        /// The domain inside.
+        found: String,
+        /// The day inside.
+        found_day: Day,
+        /// The domain the key names.
+        wanted: String,
+        /// The day the key names.
+        wanted_day: Day,
+    },
+    /// Folding a run in would take a minute's total past 2^64 - 1 bytes.
+    #[error("minute {0} of the day would pass 2^64 - 1 bytes")]
+    Overflow(usize),
 }
 
 /// One (domain, day): minute totals and the runs that produced them.
@@ -96,23 +111,44 @@ impl DayBucket {
         }
     }
 
-    /// Folds a run's totals in, once: returns false (and changes nothing) if the run is held.
-    pub fn apply(&mut self, run: RunId, delta: &[u64; MINUTES]) -> bool {
-        match self.runs.binary_search(&run) {
-            Ok(_) => false,
-            Err(at) => {
-                self.runs.insert(at, run);
-                for (m, d) in self.minutes.iter_mut().zip(delta) {
-                    *m = m.saturating_add(*d);
-                }
-                true
-            }
+    /// Folds a run's totals in, once: returns `Ok(false)` (and changes nothing) if the run is
+    /// held, and an error (changing nothing) if a minute's total would pass 2^64 - 1.
+    pub fn apply(&mut self, run: RunId, delta: &[u64; MINUTES]) -> Result<bool, BucketError> {
+        let Err(at) = self.runs.binary_search(&run) else {
+            return Ok(false);
+        };
+        let mut sums = Box::new([0u64; MINUTES]);
+        for (i, ((s, m), d)) in sums
+            .iter_mut()
+            .zip(self.minutes.iter())
+            .zip(delta)
+            .enumerate()
+        {
+            *s = m.checked_add(*d).ok_or(BucketError::Overflow(i))?;
         }
+        self.runs.insert(at, run);
+        self.minutes = sums;
+        Ok(true)
     }
 
-    /// Sum over the day.
-    pub fn total(&self) -> u64 {
-        self.minutes.iter().fold(0u64, |a, &b| a.saturating_add(b))
+    /// Sum over the day; wide enough that it cannot overflow.
+    pub fn total(&self) -> u128 {
+        self.minutes.iter().map(|&b| u128::from(b)).sum()
+    }
+
+    /// Decodes the bucket stored for `(domain, day)`, and checks that it holds that one: a
+    /// bucket copied under another name must not be served as that name.
+    pub fn decode_for(b: &[u8], domain: &DomainName, day: Day) -> Result<DayBucket, BucketError> {
+        let bucket = DayBucket::decode(b)?;
+        if bucket.domain != *domain || bucket.day != day {
+            return Err(BucketError::Misplaced {
+                found: bucket.domain.to_string(),
+                found_day: bucket.day,
+                wanted: domain.to_string(),
+                wanted_day: day,
+            });
+        }
+        Ok(bucket)
     }
 
     /// Encodes per the layout in the module docs.
@@ -227,7 +263,7 @@ mod tests {
         let mut delta = [0u64; MINUTES];
         delta[1200] = 7;
         delta[1439] = u64::MAX;
-        b.apply(RunId([1; 16]), &delta);
+        assert_eq!(b.apply(RunId([1; 16]), &delta), Ok(true));
         b
     }
 
@@ -241,8 +277,39 @@ mod tests {
     fn applying_a_held_run_changes_nothing() {
         let mut b = sample();
         let before = b.clone();
-        assert!(!b.apply(RunId([1; 16]), &[5; MINUTES]));
+        assert_eq!(b.apply(RunId([1; 16]), &[5; MINUTES]), Ok(false));
         assert_eq!(b, before);
+    }
+
+    #[test]
+    fn a_fold_past_the_largest_total_is_refused_and_changes_nothing() {
+        let mut b = sample();
+        let before = b.clone();
+        let mut delta = [0u64; MINUTES];
+        delta[1439] = 1;
+        delta[3] = 9;
+        assert_eq!(
+            b.apply(RunId([2; 16]), &delta),
+            Err(BucketError::Overflow(1439))
+        );
+        assert_eq!(b, before);
+        assert_eq!(b.total(), u128::from(u64::MAX) + 7);
+    }
+
+    #[test]
+    fn a_bucket_read_under_another_name_or_day_is_refused() {
+        let b = sample();
+        let enc = b.encode();
+        let other = DomainName::parse("other.example").unwrap();
+        assert!(DayBucket::decode_for(&enc, &b.domain, b.day).is_ok());
+        assert!(matches!(
+            DayBucket::decode_for(&enc, &other, b.day),
+            Err(BucketError::Misplaced { .. })
+        ));
+        assert!(matches!(
+            DayBucket::decode_for(&enc, &b.domain, Day(b.day.0 + 1)),
+            Err(BucketError::Misplaced { .. })
+        ));
     }
 
     #[test]
@@ -270,10 +337,10 @@ mod tests {
             let (da, db): ([u64; MINUTES], [u64; MINUTES]) = (a.try_into().unwrap(), b.try_into().unwrap());
             let mut x = DayBucket::new(DomainName::parse("a.com").unwrap(), Day(1));
             let mut y = x.clone();
-            x.apply(RunId([1; 16]), &da);
-            x.apply(RunId([2; 16]), &db);
-            y.apply(RunId([2; 16]), &db);
-            y.apply(RunId([1; 16]), &da);
+            x.apply(RunId([1; 16]), &da).unwrap();
+            x.apply(RunId([2; 16]), &db).unwrap();
+            y.apply(RunId([2; 16]), &db).unwrap();
+            y.apply(RunId([1; 16]), &da).unwrap();
             prop_assert_eq!(x.encode(), y.encode());
         }
     }

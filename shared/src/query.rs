@@ -25,27 +25,31 @@ pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>,
 
     let days: Vec<Day> = (lo.day().0..=hi.day().0).map(Day).collect();
     let mut wanted = Vec::with_capacity(days.len() * req.domains.names().len());
+    let mut named = Vec::with_capacity(wanted.capacity());
     for d in req.domains.names() {
         for &day in &days {
             wanted.push(keys::bucket(day, d));
+            named.push((d, day));
         }
     }
     let objects = store.get_many(&wanted).await?;
 
-    let mut totals = vec![0u64; slots];
-    for (key, obj) in wanted.iter().zip(objects) {
+    // 100 domains x 1,440 minutes of 2^64 - 1 each still fit: sums never saturate.
+    let mut totals = vec![0u128; slots];
+    for ((key, (domain, day)), obj) in wanted.iter().zip(named).zip(objects) {
         let Some(bytes) = obj else { continue };
-        let bucket = DayBucket::decode(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        })?;
+        let bucket =
+            DayBucket::decode_for(&bytes, domain, day).map_err(|e| StoreError::Corrupt {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
         let day_start = bucket.day.first_minute().0;
         let from = lo.0.max(day_start);
         let to = hi.0.min(day_start + MINUTES_PER_DAY - 1);
         for m in from..=to {
             let slot = ((m - first.0) / step) as usize;
             let v = bucket.minutes[(m - day_start) as usize];
-            totals[slot] = totals[slot].saturating_add(v);
+            totals[slot] += u128::from(v);
         }
     }
     Ok(totals
@@ -138,7 +142,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let got: Vec<u64> = pts.iter().map(|p| p.bytes).collect();
+        let got: Vec<u128> = pts.iter().map(|p| p.bytes).collect();
         // 20:00 holds 20:00..20:04; 20:05 holds 20:05..20:09; 20:10 is after the watermark.
         assert_eq!(got, [3, 4]);
     }
@@ -155,7 +159,7 @@ mod tests {
         let pts = series(&s, &request("a.com", start, start + 600, None))
             .await
             .unwrap();
-        let got: Vec<(String, u64)> = pts.iter().map(|p| (p.slot.to_string(), p.bytes)).collect();
+        let got: Vec<(String, u128)> = pts.iter().map(|p| (p.slot.to_string(), p.bytes)).collect();
         assert_eq!(
             got,
             [
@@ -185,7 +189,7 @@ mod tests {
         let s = MemoryStore::new();
         let d = DomainName::parse("a.com").unwrap();
         let mut b = DayBucket::new(d.clone(), Minute(m("2019-12-10T00:00:00Z")).day());
-        b.apply(RunId([0; 16]), &[1; MINUTES]);
+        b.apply(RunId([0; 16]), &[1; MINUTES]).unwrap();
         let mut bytes = b.encode();
         bytes[100] ^= 1;
         s.put(&keys::bucket(b.day, &d), bytes, Precondition::None)
@@ -238,11 +242,11 @@ mod tests {
                 Some(mark) => req.last_slot().0.min(iv.floor(Minute(mark)).0) + step - 1,
                 None => lo - 1,
             };
-            let expected: u64 = data.iter()
+            let expected: u128 = data.iter()
                 .filter(|((d, m), _)| names[..ndomains].contains(&d.as_str()) && (lo..=hi).contains(m))
-                .map(|(_, b)| b)
+                .map(|(_, b)| u128::from(*b))
                 .sum();
-            prop_assert_eq!(pts.iter().map(|p| p.bytes).sum::<u64>(), expected);
+            prop_assert_eq!(pts.iter().map(|p| p.bytes).sum::<u128>(), expected);
             for w in pts.windows(2) {
                 prop_assert_eq!(w[1].slot.0 - w[0].slot.0, step);
             }

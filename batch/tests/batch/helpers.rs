@@ -239,7 +239,10 @@ pub async fn api_totals(
             );
             for p in query::series(store.as_ref(), &req.unwrap()).await.unwrap() {
                 if p.bytes > 0 {
-                    t.insert((d.clone(), p.slot.to_string()), p.bytes);
+                    t.insert(
+                        (d.clone(), p.slot.to_string()),
+                        u64::try_from(p.bytes).expect("a minute fits u64"),
+                    );
                 }
             }
         }

@@ -7,7 +7,8 @@ use crate::helpers::*;
 use srctraffic::store::Precondition;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// What the function sent back for one invocation.
@@ -19,52 +20,88 @@ enum Outcome {
 
 /// A runtime API handing out `events` in order, one per `next` call, and sending back each
 /// outcome; after the last event `next` waits until the function is stopped.
-fn runtime_api(events: Vec<serde_json::Value>) -> (String, mpsc::Receiver<Outcome>) {
+///
+/// Every connection is served on its own thread. The runtime client pools its connections, and
+/// a request sent before the previous response's connection is back in the pool goes out on a
+/// new one: a stub that served one connection at a time never read that request, and the
+/// function waited forever (the flaky failure this test once had).
+fn runtime_api(events: Vec<serde_json::Value>) -> RuntimeApi {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
+    let events = Arc::new(Mutex::new(events.into_iter().enumerate()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     std::thread::spawn(move || {
-        let mut events = events.into_iter().enumerate();
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            // The runtime client keeps its connection alive: serve requests until it closes.
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut conn = conn;
-            while let Some((method, path, body)) = read_request(&mut reader) {
-                if method == "GET" && path.ends_with("/invocation/next") {
-                    let Some((i, event)) = events.next() else {
-                        std::thread::sleep(Duration::from_secs(600));
-                        return;
-                    };
-                    let body = event.to_string();
-                    let deadline = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_millis()
-                        + 900_000;
-                    write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
-                         Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                         Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:batch\r\n\
-                         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .unwrap();
-                } else {
-                    let text = String::from_utf8_lossy(&body).into_owned();
-                    let outcome = if path.ends_with("/response") {
-                        Outcome::Response(serde_json::from_str(&text).unwrap())
-                    } else {
-                        Outcome::Error(text)
-                    };
-                    write!(conn, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").unwrap();
-                    let _ = tx.send(outcome);
-                }
-            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (events, tx) = (events.clone(), tx.clone());
+            std::thread::spawn(move || serve_connection(conn, &events, &tx));
         }
     });
-    (addr, rx)
+    RuntimeApi {
+        addr,
+        outcomes: rx,
+        connections,
+    }
+}
+
+type Events = Mutex<std::iter::Enumerate<std::vec::IntoIter<serde_json::Value>>>;
+
+/// Serves one connection's requests until the client closes it.
+fn serve_connection(conn: TcpStream, events: &Events, tx: &mpsc::Sender<Outcome>) {
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut conn = conn;
+    while let Some((method, path, body)) = read_request(&mut reader) {
+        let written = if method == "GET" && path.ends_with("/invocation/next") {
+            let next = events.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((i, event)) = next else {
+                // No more events: hold the call open, as the real API does while idle.
+                std::thread::sleep(Duration::from_secs(600));
+                return;
+            };
+            let body = event.to_string();
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+                + 900_000;
+            write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-{i}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:batch\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let outcome = if path.ends_with("/response") {
+                match serde_json::from_str(&text) {
+                    Ok(v) => Outcome::Response(v),
+                    Err(e) => Outcome::Error(format!("response is not JSON ({e}): {text}")),
+                }
+            } else {
+                Outcome::Error(text)
+            };
+            let _ = tx.send(outcome);
+            write!(conn, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+/// The stub runtime API of one test.
+struct RuntimeApi {
+    addr: String,
+    outcomes: mpsc::Receiver<Outcome>,
+    /// Connections the function opened.
+    connections: Arc<AtomicUsize>,
 }
 
 /// One HTTP/1.1 request: method, path and body; `None` when the connection closes.
@@ -124,24 +161,41 @@ async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error
         batch,
         serde_json::json!({"Items": [{"Key": "no-bucket-given.csv"}]}),
     ];
-    let (api, outcomes) = runtime_api(events);
+    let api = runtime_api(events);
     let store = TestStore::s3(&server);
+    let log = dir.path().join("function.log");
     let mut function = store
         .command()
-        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_RUNTIME_API", &api.addr)
         .env("AWS_LAMBDA_FUNCTION_NAME", "srctraffic-batch")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("SRCTRAFFIC_STORE", &store.spec)
         .env("SRCTRAFFIC_NOW", NOW)
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let next = || outcomes.recv_timeout(Duration::from_secs(120)).unwrap();
+    let mut next = || match api.outcomes.recv_timeout(Duration::from_secs(120)) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = function.kill();
+            let _ = function.wait();
+            panic!(
+                "no outcome from the function ({e:?}) after {} connection(s); its log:\n{}",
+                api.connections.load(Ordering::SeqCst),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        }
+    };
     let (first, second, third) = (next(), next(), next());
     let _ = function.kill();
     let _ = function.wait();
+    eprintln!(
+        "the function opened {} connection(s) to the runtime API",
+        api.connections.load(Ordering::SeqCst)
+    );
 
     let summary = |o: &Outcome| match o {
         Outcome::Response(v) => v["summary"].as_str().unwrap_or_default().to_owned(),

@@ -172,7 +172,7 @@ async fn fill(store: &LocalStore) {
                 seed ^= seed << 17;
                 *v = seed % 10_000_000;
             }
-            b.apply(RunId::random(), &delta);
+            b.apply(RunId::random(), &delta).expect("bench totals fit");
             store
                 .put(&keys::bucket(day, &d), b.encode(), Precondition::None)
                 .await

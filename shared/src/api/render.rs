@@ -13,8 +13,8 @@ use serde::{Serialize, Serializer};
 pub struct Point {
     /// The slot's start.
     pub slot: Minute,
-    /// Total bytes in the slot over all requested domains.
-    pub bytes: u64,
+    /// Total bytes in the slot over all requested domains (wide: a sum of many `u64`s).
+    pub bytes: u128,
 }
 
 /// A rendered answer, ready for any HTTP layer.
@@ -177,8 +177,8 @@ impl Serialize for PointJson<'_> {
     }
 }
 
-/// A `u64` serialised as a decimal string without an intermediate `String`.
-struct Decimal(u64);
+/// A total serialised as a decimal string without an intermediate `String`.
+struct Decimal(u128);
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -3,8 +3,8 @@
 //! switches to path-style addressing.
 //!
 //! Versions are ETags; conditional writes are `If-None-Match: *` and `If-Match: <etag>`, and a
-//! 412 (or the 409 S3 returns for a conditional write racing another) is a
-//! [`StoreError::Conflict`]. Transient failures are retried by the SDK as patiently as the
+//! 412 (or the 409 S3 returns for a conditional write racing another, or the 404 it returns to
+//! an `If-Match` write on an object deleted meanwhile) is a [`StoreError::Conflict`]. Transient failures are retried by the SDK as patiently as the
 //! caller can afford ([`Patience`]); a store out of reach after that is
 //! [`StoreError::Unavailable`]; any other failure names the bucket and key.
 
@@ -264,6 +264,7 @@ impl Store for S3Store {
             .bucket(&self.bucket)
             .key(self.full(key))
             .body(ByteStream::from(bytes));
+        let if_match = matches!(when, Precondition::Matches(_));
         req = match when {
             Precondition::None => req,
             Precondition::Absent => req.if_none_match("*"),
@@ -271,11 +272,14 @@ impl Store for S3Store {
         };
         match req.send().await {
             Ok(out) => Ok(Version(out.e_tag().unwrap_or_default().to_owned())),
+            // 404 to an If-Match write: the object was deleted since it was read. The version
+            // expected is gone, which is a lost race like any other.
             Err(e)
                 if matches!(
                     e.raw_response().map(|r| r.status().as_u16()),
                     Some(412 | 409)
-                ) =>
+                ) || (if_match
+                    && e.raw_response().map(|r| r.status().as_u16()) == Some(404)) =>
             {
                 Err(StoreError::Conflict {
                     key: key.to_owned(),

@@ -7,7 +7,11 @@
 //! the SDK rejects). Amazon S3 makes each of these one step, and the exactly-once commit relies
 //! on that, so here every write of an object holds that object's lock across s3s-fs's check and
 //! write, and a read holds it (shared) while s3s-fs opens the object. Listings go straight
-//! through.
+//! through. And where s3s-fs answers 412 to an `If-Match` write on an object that does not
+//! exist, S3 answers 404 `NoSuchKey`: so does this server, so clients meet that case here.
+
+use s3s::s3_error;
+use std::path::{Path, PathBuf};
 
 use crate::key_locks::KeyLocks;
 use s3s::dto::*;
@@ -19,15 +23,23 @@ use std::pin::Pin;
 pub struct AtomicWrites<S> {
     inner: S,
     locks: KeyLocks,
+    root: PathBuf,
 }
 
 impl<S> AtomicWrites<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
+    /// Wraps `inner`, an s3s-fs serving the buckets under `root`.
+    pub fn new(inner: S, root: &Path) -> Self {
         AtomicWrites {
             inner,
             locks: KeyLocks::default(),
+            root: root.to_path_buf(),
         }
+    }
+
+    /// Whether the object exists (s3s-fs keeps it at `root/bucket/key`).
+    fn exists(&self, bucket: &str, key: &str) -> bool {
+        let safe = |s: &str| !s.split('/').any(|p| p == ".." || p == ".");
+        safe(bucket) && safe(key) && self.root.join(bucket).join(key).is_file()
     }
 }
 
@@ -56,8 +68,20 @@ macro_rules! delegate {
 
 #[async_trait::async_trait]
 impl<S: S3> S3 for AtomicWrites<S> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let _guard = self.locks.write(&req.input.bucket, &req.input.key).await;
+        if matches!(req.input.if_match, Some(ETagCondition::ETag(_)))
+            && !self.exists(&req.input.bucket, &req.input.key)
+        {
+            return Err(s3_error!(NoSuchKey));
+        }
+        self.inner.put_object(req).await
+    }
+
     delegate! {
-        put_object (write): PutObjectInput => PutObjectOutput;
         copy_object (write): CopyObjectInput => CopyObjectOutput;
         delete_object (write): DeleteObjectInput => DeleteObjectOutput;
         complete_multipart_upload (write): CompleteMultipartUploadInput => CompleteMultipartUploadOutput;

@@ -31,7 +31,7 @@ pub async fn serve(
     keys: Option<(&str, &str)>,
 ) -> std::io::Result<()> {
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    let mut builder = S3ServiceBuilder::new(AtomicWrites::new(fs));
+    let mut builder = S3ServiceBuilder::new(AtomicWrites::new(fs, root));
     if let Some((ak, sk)) = keys {
         builder.set_auth(SimpleAuth::from_single(ak, sk));
     }

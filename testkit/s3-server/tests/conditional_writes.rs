@@ -138,3 +138,39 @@ async fn data_outlives_a_restart_and_signatures_are_checked() {
         .unwrap_err();
     assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(403));
 }
+
+#[tokio::test]
+async fn an_if_match_write_to_a_deleted_object_is_refused_with_404_as_s3_does() {
+    let server = S3Server::start();
+    let c = client(&server, SECRET_KEY);
+    let put = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("gone")
+        .body(ByteStream::from_static(b"1"))
+        .send()
+        .await
+        .unwrap();
+    let etag = put.e_tag().unwrap().to_owned();
+    c.delete_object()
+        .bucket(BUCKET)
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .put_object()
+        .bucket(BUCKET)
+        .key("gone")
+        .if_match(etag)
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(404));
+    let listed = c.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    assert!(
+        listed.contents().iter().all(|o| o.key() != Some("gone")),
+        "the refused write must not create the object"
+    );
+}

@@ -30,7 +30,7 @@ pub async fn put_minutes(store: &dyn Store, domain: &str, minutes: &[(&str, u64)
         };
         let mut delta = [0u64; MINUTES];
         delta[m.minute_of_day()] = *bytes;
-        b.apply(RunId::random(), &delta);
+        b.apply(RunId::random(), &delta).expect("test totals fit");
         store
             .put(&key, b.encode(), Precondition::None)
             .await
