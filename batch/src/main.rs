@@ -13,13 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    srctraffic::logging::init("warn", on_lambda);
+    if on_lambda {
         return match srctraffic_batch::lambda::serve() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

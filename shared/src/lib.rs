@@ -16,6 +16,7 @@ pub mod auth;
 pub mod bucket;
 pub mod clock;
 pub mod domain;
+pub mod logging;
 pub mod query;
 pub mod store;
 pub mod time;

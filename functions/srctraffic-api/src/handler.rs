@@ -27,6 +27,8 @@ pub struct AppState {
     /// The process's start (as near as `main` can tell): the origin of the monotonic clock
     /// used for throttling, and of the cold-start time logged with the first answer.
     pub started: Instant,
+    /// Log the time from start to the first answer (under Lambda: its cold start).
+    pub log_cold_start: bool,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             clock,
             auth: None,
             started: Instant::now(),
+            log_cold_start: false,
         }
     }
 }
@@ -99,6 +102,9 @@ async fn api(
 /// caller sees it, next to Lambda's own `Init Duration` in the logs.
 fn log_first_answer(state: &AppState) {
     static ANSWERED: AtomicBool = AtomicBool::new(false);
+    if !state.log_cold_start {
+        return;
+    }
     // A load first, so that answering does not write a shared cache line every time.
     if !ANSWERED.load(Ordering::Relaxed) && !ANSWERED.swap(true, Ordering::Relaxed) {
         let ms = state.started.elapsed().as_secs_f64() * 1e3;

@@ -11,13 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
 
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(!on_lambda)
-        .with_writer(std::io::stderr)
-        .init();
+    srctraffic::logging::init("info", on_lambda);
     let cli = Cli::parse();
     let settings = cli.settings().await?;
     if settings.auth == Auth::Off {
@@ -30,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("opening store {}", settings.store))?;
     let mut state = AppState::open(store, settings.clock);
     state.started = started;
+    // A cold start means something under Lambda only; a local server idles before its first
+    // request.
+    state.log_cold_start = on_lambda;
 
     if let Some(creds) = settings.credentials {
         tracing::info!(keys = creds.len(), "request signing on");
