@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# API benchmark over HTTP (BENCH.md section 2): requests per second and p99 with wrk at 32
+# API benchmark over HTTP (docs/BENCH.md section 2): requests per second and p99 with wrk at 32
 # connections against `srctraffic-api serve`, auth off and auth on (V1-signed requests made by
 # bench/signed_requests.py, sent by bench/signed.lua), interleaved, three rounds of 8 s each;
 # RSS before and after 100,000+ requests,

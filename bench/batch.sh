@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Batch benchmark (BENCH.md section 1): srctraffic-batch aggregate against chDB, DuckDB and the
+# Batch benchmark (docs/BENCH.md section 1): srctraffic-batch aggregate against chDB, DuckDB and the
 # floors (wc -l; two pigz -dc in parallel), interleaved, on the same generated files, plain and
 # gzip, with the page cache warm. Checks that every engine's output equals the ground truth,
 # then prints medians and ratios.
@@ -12,7 +12,7 @@ ROWS=${ROWS:-10000000}
 DOMAINS=${DOMAINS:-1000}
 ROUNDS=${ROUNDS:-5}
 DIR=${BENCH_DIR:-target/bench-data}
-PEERS=${PEERS:-../shared/bench}
+PEERS=${PEERS:-bench/peers}
 NOW=2019-12-11T00:00:00Z
 BIN=target/release-batch/srctraffic-batch
 

@@ -55,18 +55,7 @@ async fn inspect_prints_a_day_as_csv_and_prune_drops_old_days() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     assert_ok(&aggregate(&store, &[&data("good.csv")], &[]));
-    let out = bin()
-        .args([
-            "inspect",
-            "--domain",
-            "A.example.com",
-            "--day",
-            "2019-12-10",
-            "--store",
-        ])
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = inspect(&store, "A.example.com", "2019-12-10");
     assert_ok(&out);
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1441);

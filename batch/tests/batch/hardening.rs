@@ -351,18 +351,7 @@ fn inspect_of_a_day_the_store_does_not_hold_says_so_and_fails() {
     let path = dir.path().join("in.csv");
     std::fs::write(&path, format!("{HEADER}{GOOD}")).unwrap();
     assert_ok(&aggregate(&store, &[&path], &[]));
-    let out = bin()
-        .args([
-            "inspect",
-            "--domain",
-            "nobody.example.com",
-            "--day",
-            "2019-12-10",
-            "--store",
-        ])
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = inspect(&store, "nobody.example.com", "2019-12-10");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);

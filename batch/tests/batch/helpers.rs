@@ -167,6 +167,15 @@ pub fn aggregate_env(
     c.output().unwrap()
 }
 
+/// `inspect --domain D --day DAY` on a local store.
+pub fn inspect(store: &Path, domain: &str, day: &str) -> Output {
+    bin()
+        .args(["inspect", "--domain", domain, "--day", day, "--store"])
+        .arg(store)
+        .output()
+        .unwrap()
+}
+
 pub fn assert_ok(out: &Output) {
     assert!(
         out.status.success(),
