@@ -53,6 +53,14 @@ pub enum Command {
         /// Address to listen on; port 0 picks a free port (printed on start).
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
+        /// Connections served at once; more are closed as they arrive. Keep it well under the
+        /// process's descriptor limit (`ulimit -n`).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
+        /// Seconds a connection may take to send a request's headers, and may sit idle
+        /// between requests, before it is closed.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_timeout: u64,
     },
 }
 

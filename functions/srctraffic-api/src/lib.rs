@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod server;
 
 pub use config::{Cli, Settings};
 pub use handler::{AppState, router};

@@ -40,8 +40,18 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
     }
-    let listen = match cli.command {
-        Some(Command::Serve { listen }) => listen,
+    let (listen, limits) = match cli.command {
+        Some(Command::Serve {
+            listen,
+            max_connections,
+            header_timeout,
+        }) => (
+            listen,
+            srctraffic_api::server::Limits {
+                max_connections: max_connections as usize,
+                header_timeout: std::time::Duration::from_secs(header_timeout),
+            },
+        ),
         None => anyhow::bail!(
             "nothing to do: run `srctraffic-api serve [--listen ADDR]`, or under AWS Lambda"
         ),
@@ -52,10 +62,9 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to learn the port.
     println!("listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+    srctraffic_api::server::serve(listener, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
 }
