@@ -21,9 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Built ahead, so that no invoke waits on the compiler: as `cargo lambda watch` will build them
-# (`cargo run --bin NAME`, every workspace member selected), whose features differ from the test
-# build's, which adds dev-dependencies.
+# Built ahead, so that no invoke waits on the compiler. The workspace-hack crate gives every
+# build of the workspace the same dependency features, so after the Rust tests this compiles
+# nothing (the script says so below if `cargo lambda watch` ever has to compile something).
 cargo build --locked -q --bin srctraffic-api --bin srctraffic-batch
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$port" \
