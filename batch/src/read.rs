@@ -915,3 +915,92 @@ mod tests {
         assert_eq!(r.agg.stats.records, 5);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Arbitrary bytes, plain and gzip, into the reader for a fixed time.
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+
+    /// How long the loop runs; long enough for thousands of inputs.
+    const BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+    fn input(path: &std::path::Path) -> Input {
+        Input {
+            size: std::fs::metadata(path).map_or(0, |m| m.len()),
+            source: Source::File(path.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_every_record_is_accounted_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, gz) = (dir.path().join("in.csv"), dir.path().join("in.csv.gz"));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // Mostly CSV-shaped bytes, so that records get far enough to fail in every way.
+        let alphabet = b"time,domain,bytes\n\r\"-0123456789.:TZa.example.com2019-12-10 \xff\x00";
+        let started = std::time::Instant::now();
+        let mut inputs = 0u64;
+        while started.elapsed() < BUDGET {
+            let len = rng.random_range(0..2_000);
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.random_bool(0.05) {
+                        rng.random()
+                    } else {
+                        alphabet[rng.random_range(0..alphabet.len())]
+                    }
+                })
+                .collect();
+            if rng.random_bool(0.7) {
+                bytes.splice(0..0, b"time,domain,bytes\n".iter().copied());
+            }
+            std::fs::write(&plain, &bytes).unwrap();
+            let mut enc = flate2::write::GzEncoder::new(
+                File::create(&gz).unwrap(),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(&bytes).unwrap();
+            enc.finish().unwrap();
+            let opts = ReadOptions {
+                columns: ColumnNames::default(),
+                floor_day: 18_000,
+                ceiling_minute: 26_000_000,
+                max_line_bytes: rng.random_range(8..400),
+                chunk_bytes: rng.random_range(1..300),
+                keep_all_rejects: false,
+                s3: None,
+            };
+            let read = |p: &std::path::Path| read_all(&[input(p)], &opts, &ProgressBar::hidden());
+            let (a, b) = (read(&plain), read(&gz));
+            for r in [&a, &b] {
+                let s = &r.agg.stats;
+                assert_eq!(
+                    s.accepted + s.expired + r.agg.rejects.total(),
+                    s.records,
+                    "{:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                assert!(
+                    s.records <= r.files[0].lines,
+                    "{:?}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            assert_eq!(a.files[0].lines, b.files[0].lines);
+            assert_eq!(a.agg.rejects.counts, b.agg.rejects.counts);
+            assert_eq!(a.agg.into_cells(), b.agg.into_cells());
+            inputs += 1;
+        }
+        assert!(inputs > 100, "only {inputs} inputs in {BUDGET:?}");
+        // SAFETY: getrusage fills the struct we pass.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        assert!(
+            usage.ru_maxrss < 512 * 1024,
+            "peak RSS {} KiB",
+            usage.ru_maxrss
+        );
+    }
+}
