@@ -24,7 +24,7 @@ JSON
 RUST_LOG=warn target/debug/srctraffic-api serve --listen 127.0.0.1:0 --store "$tmp/store" \
   --credentials "$tmp/creds.json" --now 2019-12-11T00:00:00Z > "$tmp/out" 2> "$tmp/err" &
 server=$!
-for _ in $(seq 100); do grep -q listening "$tmp/out" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q listening "$tmp/out" && break; sleep 0.1; done
 addr=$(sed -n 's|listening on http://||p' "$tmp/out")
 [ -n "$addr" ] || { cat "$tmp/err"; exit 1; }
 "$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_sdks.py "$addr"

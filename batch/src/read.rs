@@ -63,7 +63,8 @@ pub struct FileReport {
     pub lines: u64,
     /// The file could not be read to its end; it contributed nothing.
     pub error: Option<String>,
-    /// The header lacks this column; every line was rejected.
+    /// The header cannot be used (a required column missing or named twice); every line was
+    /// rejected.
     pub missing_column: Option<HeaderError>,
     /// The file has no bytes at all.
     pub empty: bool,
@@ -111,8 +112,12 @@ fn read_all_as(
     mut how: Vec<How>,
 ) -> ReadResult {
     let mut errors: Vec<Option<String>> = vec![None; inputs.len()];
+    let hidden = ProgressBar::hidden();
+    let mut bar = progress;
     loop {
-        let pass = read_pass(inputs, opts, progress, &how);
+        let pass = read_pass(inputs, opts, bar, &how);
+        // A pass again is not progress a person should see twice.
+        bar = &hidden;
         let mut again = false;
         for &i in &pass.failed {
             if how[i] != How::Skip {
