@@ -77,17 +77,27 @@ impl Server {
 
     /// With a store given as any spec (a directory or `s3://...`) and extra environment.
     pub fn start_env(store: &std::ffi::OsStr, extra: &[&str], env: &[(String, String)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_srctraffic-api"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
+        let mut c = Server::command(store, extra);
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+        Server::spawn(c)
+    }
+
+    /// The `serve` command line [`Server::start_env`] runs, for a test to adjust.
+    pub fn command(store: &std::ffi::OsStr, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_srctraffic-api"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--now", NOW])
             .args(extra)
             .arg("--store")
             .arg(store)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        c
+    }
+
+    /// Starts a `serve` command and waits for the address it listens on.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)

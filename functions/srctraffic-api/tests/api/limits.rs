@@ -44,35 +44,11 @@ async fn more_idle_half_sent_connections_than_descriptors_do_not_starve_a_real_r
     const SERVER_FDS: u64 = 20_000;
     const ATTACKERS: usize = 24_000;
     let dir = seed_store().await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_srctraffic-api"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--now",
-            NOW,
-            "--auth",
-            "off",
-        ])
-        .arg("--store")
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut command = Server::command(dir.path().as_os_str(), &["--auth", "off"]);
     // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
     unsafe { command.pre_exec(|| set_nofile(SERVER_FDS)) };
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
+    let mut server = Server::spawn(command);
+    let addr = server.addr.clone();
     assert_eq!(try_request(&addr, Duration::from_secs(5)), Some(200));
 
     // More connections than one process may hold here: two helper processes (this test binary
@@ -132,9 +108,8 @@ async fn more_idle_half_sent_connections_than_descriptors_do_not_starve_a_real_r
     })
     .await
     .unwrap();
-    let still_running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
+    let still_running = server.is_running();
+    drop(server);
     for (mut helper, _) in helpers {
         drop(helper.stdin.take());
         let _ = helper.wait();
