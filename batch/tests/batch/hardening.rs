@@ -471,3 +471,51 @@ async fn a_bucket_copied_under_another_name_or_day_is_refused_not_served() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_sealed_run_that_cannot_be_applied_blocks_no_later_run_and_finishes_once_mended() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("{HEADER}{body}")).unwrap();
+        p
+    };
+    let first = write("first.csv", GOOD);
+    let second = write("second.csv", "2019-12-10T20:00:00Z,a.example.com,/y,20\n");
+    let third = write("third.csv", "2019-12-10T20:00:00Z,b.example.com,/z,300\n");
+    assert_ok(&aggregate(&store, &[&first], &[]));
+    // Damage a.example.com's bucket: the next run touching it seals, then cannot fold in.
+    let bucket = store.join("buckets/2019-12-10/a.example.com.bkt");
+    let good = std::fs::read(&bucket).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    std::fs::write(&bucket, &bad).unwrap();
+    let out = aggregate(&store, &[&second], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    // A later run, for another domain and with the stuck run's input again, goes on.
+    let out = aggregate(&store, &[&third, &second], &[]);
+    assert_ok(&out);
+    let printed = stdout(&out);
+    assert!(printed.contains("sealed, not finished yet"), "{printed}");
+    assert!(
+        printed.contains("second.csv: being read by run"),
+        "{printed}"
+    );
+    // Mended, the next run finishes the stuck one: every line counted once.
+    std::fs::write(&bucket, &good).unwrap();
+    let out = aggregate(&store, &[&first, &second, &third], &[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("1 interrupted runs finished"),
+        "{}",
+        stdout(&out)
+    );
+    let totals = store_totals(&store).await;
+    let minute = "2019-12-10T20:00:00Z".to_owned();
+    assert_eq!(
+        totals.get(&("a.example.com".into(), minute.clone())),
+        Some(&21)
+    );
+    assert_eq!(totals.get(&("b.example.com".into(), minute)), Some(&300));
+}
