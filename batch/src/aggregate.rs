@@ -8,7 +8,7 @@ use crate::fields::{self, TimeParser};
 use crate::rejects::{Position, Reason, Rejects};
 use crate::scan::{Sink, Swallowed};
 use rustc_hash::FxHashMap;
-use srctraffic::bucket::MINUTES;
+use srctraffic::bucket::{DayBucket, MINUTES};
 use srctraffic::{Day, DomainName};
 
 const BAD_DOMAIN: u32 = u32::MAX;
@@ -49,6 +49,24 @@ pub enum Origin {
     },
 }
 
+/// One (domain, day) as a worker sums it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// Origin bytes per minute.
+    pub bytes: [u64; MINUTES],
+    /// Origin requests (counted lines) per minute.
+    pub requests: [u64; MINUTES],
+}
+
+impl Cell {
+    fn empty() -> Box<Cell> {
+        Box::new(Cell {
+            bytes: [0; MINUTES],
+            requests: [0; MINUTES],
+        })
+    }
+}
+
 /// One worker's totals.
 #[derive(Debug)]
 pub struct Aggregator {
@@ -59,7 +77,7 @@ pub struct Aggregator {
     ids: FxHashMap<DomainName, u32>,
     names: Vec<DomainName>,
     last: Vec<(i64, u32)>,
-    cells: Vec<(u32, i64, Box<[u64; MINUTES]>)>,
+    cells: Vec<(u32, i64, Box<Cell>)>,
     cell_of: FxHashMap<(u32, i64), u32>,
     /// Counters.
     pub stats: Stats,
@@ -133,7 +151,7 @@ impl Aggregator {
         id
     }
 
-    fn cell(&mut self, id: u32, day: i64) -> &mut [u64; MINUTES] {
+    fn cell(&mut self, id: u32, day: i64) -> &mut Cell {
         let (last_day, last_cell) = self.last[id as usize];
         let idx = if last_day == day {
             last_cell
@@ -141,7 +159,7 @@ impl Aggregator {
             let next = self.cells.len() as u32;
             let idx = *self.cell_of.entry((id, day)).or_insert(next);
             if idx == next {
-                self.cells.push((id, day, Box::new([0; MINUTES])));
+                self.cells.push((id, day, Cell::empty()));
             }
             self.last[id as usize] = (day, idx);
             idx
@@ -162,11 +180,14 @@ impl Aggregator {
             self.stats.expired += 1;
             return true;
         }
-        let slot = &mut self.cell(id, day)[(minute - day * 1440) as usize];
-        let Some(sum) = slot.checked_add(bytes) else {
+        let i = (minute - day * 1440) as usize;
+        let cell = self.cell(id, day);
+        let Some(sum) = cell.bytes[i].checked_add(bytes) else {
             return false;
         };
-        *slot = sum;
+        cell.bytes[i] = sum;
+        // A u64 of lines cannot fill up.
+        cell.requests[i] += 1;
         self.stats.accepted += 1;
         self.stats.bytes += u128::from(bytes);
         self.stats.max_minute = Some(self.stats.max_minute.map_or(minute, |m| m.max(minute)));
@@ -176,15 +197,18 @@ impl Aggregator {
     /// Folds another worker's totals and rejects in.
     pub fn merge(&mut self, other: Aggregator) {
         let map: Vec<u32> = other.names.into_iter().map(|n| self.id_of(n)).collect();
-        for (id, day, minutes) in other.cells {
+        for (id, day, theirs) in other.cells {
             let id = map[id as usize];
             let cell = self.cell(id, day);
             let mut overflow = None;
-            for (i, (a, b)) in cell.iter_mut().zip(minutes.iter()).enumerate() {
+            for (i, (a, b)) in cell.bytes.iter_mut().zip(theirs.bytes.iter()).enumerate() {
                 match a.checked_add(*b) {
                     Some(sum) => *a = sum,
                     None => overflow = Some(day * 1440 + i as i64),
                 }
+            }
+            for (a, b) in cell.requests.iter_mut().zip(theirs.requests.iter()) {
+                *a += *b;
             }
             if let Some(minute) = overflow
                 && self.stats.overflow.is_none()
@@ -205,16 +229,21 @@ impl Aggregator {
         self.rejects.merge(other.rejects);
     }
 
-    /// The totals, sorted by (domain, day); cells with no bytes at all are kept, since a
-    /// zero-byte line is still traffic that was seen.
-    pub fn into_cells(self) -> Vec<(DomainName, Day, Box<[u64; MINUTES]>)> {
+    /// The totals as bucket cells, sorted by (day, domain); cells with no bytes at all are
+    /// kept, since a zero-byte line is still a request that was seen.
+    pub fn into_cells(self) -> Vec<DayBucket> {
         let names = self.names;
-        let mut out: Vec<_> = self
+        let mut out: Vec<DayBucket> = self
             .cells
             .into_iter()
-            .map(|(id, day, m)| (names[id as usize].clone(), Day(day as i32), m))
+            .map(|(id, day, c)| {
+                let mut b = DayBucket::new(names[id as usize].clone(), Day(day as i32));
+                b.minutes = Box::new(c.bytes);
+                b.requests = Box::new(c.requests);
+                b
+            })
             .collect();
-        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out.sort_by(|a, b| (a.day, &a.domain).cmp(&(b.day, &b.domain)));
         out
     }
 

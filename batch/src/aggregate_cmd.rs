@@ -6,7 +6,7 @@ use crate::input::{self, Input};
 use crate::read::{self, ReadOptions, S3Reader};
 use crate::rejects::{Position, Reason};
 use crate::report::Summary;
-use crate::{failpoint, ledger};
+use crate::{compact, failpoint};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -39,11 +39,16 @@ pub struct AggregateOptions {
     pub progress: bool,
     /// Longest record kept, in bytes.
     pub max_line_bytes: usize,
+    /// Compact a day this run touched once this many segments are pending on it.
+    pub compact_after: usize,
 }
 
 /// How far past the data clock's now a line may be and still count: clocks of log writers
 /// drift a little. Later lines are rejected as `future`, and the watermark never passes now.
 pub const FUTURE_TOLERANCE_MINUTES: i64 = 5;
+
+/// At most this many days are compacted by one run: its share of compaction stays bounded.
+const COMPACT_DAYS_PER_RUN: usize = 2;
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -293,20 +298,45 @@ pub fn run(
     let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
     let cells = agg.into_cells();
     summary.days = {
-        let mut d: Vec<_> = cells.iter().map(|c| c.1).collect();
-        d.sort();
+        let mut d: Vec<_> = cells.iter().map(|c| c.day).collect();
         d.dedup();
         d.len()
     };
-    let deltas = ledger::encode_deltas(&cells);
-    drop(cells);
-    rt.block_on(ledger.seal(&run, counted_ids, max_minute, deltas))?;
+    summary.segments_written = summary.days;
+    rt.block_on(ledger.seal(&run, counted_ids, max_minute, cells))?;
     failpoint::hit("sealed");
     summary.phases.push(("seal", phase.elapsed()));
     let phase = Instant::now();
-    let finished = rt.block_on(ledger.finish(run.id))?;
-    summary.phases.push(("apply", phase.elapsed()));
+    let finished = rt.block_on(ledger.finish_own(&run))?;
+    summary.phases.push(("publish", phase.elapsed()));
     summary.objects_written += finished.objects;
+    let phase = Instant::now();
+    let mut touched = finished.days;
+    touched.extend(recovered.days.iter().copied());
+    let compactor = compact::Compactor {
+        me: run.id.to_string(),
+        ttl: opts.lease,
+        world: ledger.world().clone(),
+    };
+    // The run is committed: a compaction that fails leaves its segments pending (answers stay
+    // right) and is reported, not turned into a failed run.
+    match rt.block_on(compact::compact_if_due(
+        store.as_ref(),
+        &touched,
+        opts.compact_after,
+        COMPACT_DAYS_PER_RUN,
+        &compactor,
+    )) {
+        Ok(compacted) => {
+            summary.compacted_segments = compacted.segments;
+            summary.objects_written += compacted.buckets;
+        }
+        Err(e) => {
+            tracing::error!("compaction failed, its segments stay pending: {e}");
+            summary.compaction_failed = Some(e.to_string());
+        }
+    }
+    summary.phases.push(("compact", phase.elapsed()));
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

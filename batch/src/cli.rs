@@ -48,6 +48,10 @@ pub enum Command {
         /// being held in memory.
         #[arg(long, default_value_t = crate::read::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
         max_line_bytes: u64,
+        /// Compact a day this run touched once this many published segments are pending on it
+        /// (queries read each pending segment of a day they cover).
+        #[arg(long, default_value_t = crate::compact::COMPACT_AFTER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+        compact_after: usize,
         /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
         #[arg(required = true)]
         inputs: Vec<String>,
@@ -82,7 +86,7 @@ pub enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
-    /// Print one (domain, day) as CSV: minute,bytes.
+    /// Print one (domain, day) as CSV: minute,bytes,requests.
     Inspect {
         /// The store.
         #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
@@ -102,6 +106,16 @@ pub enum Command {
         /// The store.
         #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
         store: String,
+    },
+    /// Fold every published segment into the base buckets now (runs do this on their own
+    /// once a day has enough segments pending).
+    Compact {
+        /// The store.
+        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+        store: String,
+        /// Seconds another compaction may go silent before its days are taken over.
+        #[arg(long, default_value_t = 120)]
+        lease: u64,
     },
     /// Remove days older than the retention window.
     Prune {

@@ -7,24 +7,28 @@
 //!    that is sealed (finish that run, then skip), aborted, gone, or stale (abort it; then take
 //!    the claim over with a compare-and-swap).
 //! 3. It reads only what it claimed, keeping its heartbeat fresh.
-//! 4. It stores its deltas, then seals: one compare-and-swap of its own record from
-//!    `aggregating` to `sealed`, listing the inputs counted. Sealing and being taken over are the
-//!    two ways out of `aggregating`, and the swap lets only one of them happen.
-//! 5. Finishing a sealed run (by itself or by any later run) folds each delta into its bucket
-//!    with compare-and-swap; a bucket remembers the runs it holds, so folding twice is a no-op.
-//!    Then the watermark moves, the inputs are marked committed, and the run's objects go.
+//! 4. It writes its cells as immutable segments (one per day), then seals: one compare-and-swap
+//!    of its own record from `aggregating` to `sealed`, listing its inputs and segments. Sealing
+//!    and being taken over are the two ways out of `aggregating`; the swap lets one happen.
+//! 5. Finishing a sealed run (by itself or by any later run) publishes it: one compare-and-swap
+//!    of the manifest adds its segments under the next sequence number and moves the watermark.
+//!    That is the only write to a shared object, and its retry re-reads nothing but the
+//!    manifest. A run already published (its segments in the manifest, or compacted into the
+//!    base buckets) is not published again. Then its inputs are marked committed and its record
+//!    goes.
+//! 6. Compaction (see [`crate::compact`]) folds published segments into the base buckets;
+//!    readers see the same answer before, during and after.
 
 use crate::failpoint;
-use crate::ledger::{self, InputRecord, InputState, RunRecord, RunState};
+use crate::ledger::{self, InputRecord, InputState, RunRecord, RunState, SegmentRef};
 use srctraffic::bucket::{DayBucket, RunId};
-use srctraffic::store::{Precondition, Store, StoreError, Version, keys, watermark};
+use srctraffic::segment;
+use srctraffic::store::manifest::{self, Manifest, Published};
+use srctraffic::store::{Precondition, Store, StoreError, Version, keys};
 use srctraffic::time::Minute;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
-
-/// Buckets folded per round trip.
-const APPLY_BATCH: usize = 256;
 
 /// A commit failure.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +49,6 @@ pub enum CommitError {
         "run {0} was taken over by another run after its heartbeat went stale; nothing of it was applied, run again"
     )]
     LostLease(RunId),
-    /// A sealed run's deltas are gone.
-    #[error("run {0} is sealed but its deltas object is missing")]
-    MissingDeltas(RunId),
 }
 
 type Result<T> = std::result::Result<T, CommitError>;
@@ -77,6 +78,7 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     lease: Duration,
     host: String,
+    world: Arc<dyn World>,
 }
 
 /// What finishing runs did.
@@ -84,28 +86,53 @@ pub struct Ledger {
 pub struct Finished {
     /// Runs finished.
     pub runs: usize,
-    /// Bucket objects written.
+    /// Shared objects written (the manifest, once per run).
     pub objects: usize,
+    /// Days the finished runs published segments of.
+    pub days: Vec<srctraffic::Day>,
     /// Sealed runs that could not be finished: (run, why). They are tried again next time.
     pub stuck: Vec<(String, String)>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// What the ledger asks of the world: the time, who this process is, and whether a process on
+/// this host lives. Injected, so that takeover and staleness are tested without waiting.
+pub trait World: Send + Sync + std::fmt::Debug {
+    /// Unix seconds now.
+    fn now(&self) -> i64;
+    /// This host's name.
+    fn host(&self) -> String;
+    /// This process's id.
+    fn pid(&self) -> u32;
+    /// Whether a process with this id runs on this host.
+    fn pid_alive(&self, pid: u32) -> bool;
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
+/// The real clock, host and processes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealWorld;
 
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+impl World for RealWorld {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    fn host(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned())
+    }
+
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    fn pid_alive(&self, pid: u32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -115,11 +142,32 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 impl Ledger {
     /// A ledger over `store`; a run whose heartbeat is older than `lease` may be taken over.
     pub fn new(store: Arc<dyn Store>, lease: Duration) -> Ledger {
+        Ledger::with_world(store, lease, Arc::new(RealWorld))
+    }
+
+    /// A ledger that asks `world` for the time, its host and process liveness.
+    pub fn with_world(store: Arc<dyn Store>, lease: Duration, world: Arc<dyn World>) -> Ledger {
         Ledger {
             store,
             lease,
-            host: hostname(),
+            host: world.host(),
+            world,
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Unix seconds now, as the world says.
+    pub fn now(&self) -> i64 {
+        self.world.now()
+    }
+
+    /// The clock, host and processes this ledger asks.
+    pub fn world(&self) -> &Arc<dyn World> {
+        &self.world
     }
 
     async fn read<T: serde::de::DeserializeOwned>(
@@ -138,10 +186,10 @@ impl Ledger {
     }
 
     fn alive(&self, r: &RunRecord) -> bool {
-        if r.host == self.host && !pid_alive(r.pid) {
+        if r.host == self.host && !self.world.pid_alive(r.pid) {
             return false;
         }
-        now() - r.heartbeat <= self.lease.as_secs() as i64
+        self.now() - r.heartbeat <= self.lease.as_secs() as i64
     }
 
     /// Starts a run: writes its record.
@@ -150,11 +198,12 @@ impl Ledger {
         let rec = RunRecord {
             run: id.to_string(),
             state: RunState::Aggregating,
-            heartbeat: now(),
+            heartbeat: self.now(),
             host: self.host.clone(),
-            pid: std::process::id(),
+            pid: self.world.pid(),
             inputs: Vec::new(),
             max_minute: None,
+            segments: Vec::new(),
         };
         let v = self
             .store
@@ -168,7 +217,8 @@ impl Ledger {
 
     /// Refreshes a run's heartbeat; fails if the run was taken over.
     pub async fn heartbeat(&self, run: &Run) -> Result<()> {
-        self.update_own(run, |rec| rec.heartbeat = now()).await
+        let at = self.now();
+        self.update_own(run, |rec| rec.heartbeat = at).await
     }
 
     /// Changes the run's own record with a compare-and-swap from the version it last wrote; a
@@ -202,7 +252,7 @@ impl Ledger {
             state: InputState::Claimed,
             run: run.id.to_string(),
             source: source.to_owned(),
-            at: now(),
+            at: self.now(),
         };
         loop {
             let Some((rec, ver)) = self.read::<InputRecord>(&key).await? else {
@@ -274,7 +324,7 @@ impl Ledger {
     pub async fn claim_all(&self, run: &Run, inputs: &[(String, String)]) -> Result<Vec<Claim>> {
         let keys: Vec<String> = inputs.iter().map(|(id, _)| ledger::input_key(id)).collect();
         let current = self.store.get_many_versioned(&keys).await?;
-        let at = now();
+        let at = self.now();
         let mut fresh = Vec::new();
         let mut fresh_at = Vec::new();
         for (i, cur) in current.iter().enumerate() {
@@ -307,27 +357,45 @@ impl Ledger {
         Ok(claims)
     }
 
-    /// Stores a run's deltas and seals it, listing the inputs they hold.
+    /// Writes a run's cells as segments, one per day, and seals it, listing the inputs they
+    /// hold. `cells` must be sorted by day.
     pub async fn seal(
         &self,
         run: &Run,
         inputs: Vec<String>,
         max_minute: Option<i64>,
-        deltas: Vec<u8>,
+        cells: Vec<DayBucket>,
     ) -> Result<()> {
-        self.store
-            .put(&ledger::deltas_key(run.id), deltas, Precondition::None)
-            .await?;
+        let mut refs = Vec::new();
+        let mut items = Vec::new();
+        for day_cells in cells.chunk_by(|a, b| a.day == b.day) {
+            let day = day_cells[0].day;
+            let r = SegmentRef {
+                day: day.to_string(),
+                cells: day_cells.len() as u64,
+            };
+            items.push((
+                r.key(run.id),
+                segment::encode(day, day_cells),
+                Precondition::None,
+            ));
+            refs.push(r);
+        }
+        drop(cells);
+        for r in self.store.put_many(items).await {
+            r?;
+        }
         failpoint::hit("sealing");
         self.update_own(run, |rec| {
             rec.state = RunState::Sealed;
             rec.inputs = inputs;
             rec.max_minute = max_minute;
+            rec.segments = refs;
         })
         .await
     }
 
-    /// Gives a run up: its claims become void. Nothing of it was applied.
+    /// Gives a run up: its claims become void. Nothing of it was published.
     pub async fn abort(&self, run: &Run) -> Result<()> {
         // Taken over already is as good as aborted.
         match self
@@ -337,36 +405,133 @@ impl Ledger {
             Ok(()) | Err(CommitError::LostLease(_)) => {}
             Err(e) => return Err(e),
         }
-        self.store.delete(&ledger::deltas_key(run.id)).await?;
+        self.delete_segments(run.id).await?;
         self.store.delete(&ledger::run_key(run.id)).await?;
         Ok(())
     }
 
-    /// Applies a sealed run, whoever started it; safe to run twice or concurrently.
+    /// Deletes whatever segments an unpublished run wrote.
+    async fn delete_segments(&self, id: RunId) -> Result<()> {
+        let suffix = format!("/{id}.seg");
+        for key in self.store.list(keys::SEGMENTS).await? {
+            if key.ends_with(&suffix) {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a sealed run is published already: its segments are in the manifest, or were
+    /// compacted (then its first segment is gone, or the base bucket of its first cell holds
+    /// it). Compaction writes the bases before it takes segments out of the manifest and takes
+    /// them out before it deletes them, so with the manifest read first this cannot miss one.
+    async fn published(&self, id: RunId, rec: &RunRecord, m: &Manifest) -> Result<bool> {
+        if m.holds_run(id) {
+            return Ok(true);
+        }
+        let Some(first) = rec.segments.first() else {
+            return Ok(false);
+        };
+        let (Some(day), key) = (first.day(), first.key(id)) else {
+            return Err(CommitError::Corrupt {
+                key: ledger::run_key(id),
+                reason: format!("bad segment day {:?}", first.day),
+            });
+        };
+        let Some(head) = self.store.get_range(&key, 0, segment::FIRST_READ).await? else {
+            return Ok(true);
+        };
+        let bad = |e: segment::SegmentError| CommitError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        };
+        let needed = segment::Index::needed(&head).map_err(bad)?;
+        let head = if needed > head.len() as u64 {
+            match self.store.get_range(&key, 0, needed).await? {
+                Some(h) => h,
+                None => return Ok(true),
+            }
+        } else {
+            head
+        };
+        let index = segment::Index::parse(&head).map_err(bad)?;
+        let Some(domain) = index.first() else {
+            return Ok(false);
+        };
+        let bkey = keys::bucket(day, domain);
+        Ok(match self.store.get(&bkey).await? {
+            Some(b) => DayBucket::decode_for(&b, domain, day)
+                .map_err(|e| CommitError::Corrupt {
+                    key: bkey,
+                    reason: e.to_string(),
+                })?
+                .holds(id),
+            None => false,
+        })
+    }
+
+    /// Publishes a sealed run: adds its segments to the manifest under the next sequence
+    /// number and moves the watermark. With `check`, not if it is published already: a run
+    /// that publishes itself skips that (a failed compare-and-swap wrote nothing), a run that
+    /// finishes another's cannot know. Two runs publishing one run at the same moment can
+    /// both succeed: readers and compaction take a run's segments once, by run id.
+    async fn publish(&self, id: RunId, rec: &RunRecord, check: bool) -> Result<()> {
+        loop {
+            let (mut m, version) = manifest::read(self.store.as_ref()).await?;
+            if check && self.published(id, rec, &m).await? {
+                return Ok(());
+            }
+            let before = m.clone();
+            if !rec.segments.is_empty() {
+                m.seq += 1;
+                for r in &rec.segments {
+                    m.segments.push(Published {
+                        seq: m.seq,
+                        run: id.to_string(),
+                        day: r.day.clone(),
+                        cells: r.cells,
+                    });
+                }
+            }
+            if let Some(w) = rec.max_minute {
+                m.advance(Minute(w));
+            }
+            if m == before {
+                return Ok(());
+            }
+            let when = match version {
+                Some(v) => Precondition::Matches(v),
+                None => Precondition::Absent,
+            };
+            let bytes = serde_json::to_vec_pretty(&m).unwrap_or_default();
+            match self.store.put(manifest::KEY, bytes, when).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Publishes a sealed run, whoever started it; safe to run twice or concurrently.
     pub async fn finish(&self, id: RunId) -> Result<Finished> {
+        self.finish_as(id, true).await
+    }
+
+    /// Publishes the run this process sealed.
+    pub async fn finish_own(&self, run: &Run) -> Result<Finished> {
+        self.finish_as(run.id, false).await
+    }
+
+    async fn finish_as(&self, id: RunId, check: bool) -> Result<Finished> {
         let Some((rec, _)) = self.read::<RunRecord>(&ledger::run_key(id)).await? else {
             return Ok(Finished::default());
         };
         if rec.state != RunState::Sealed {
             return Ok(Finished::default());
         }
-        let Some(bytes) = self.store.get(&ledger::deltas_key(id)).await? else {
-            // Another finisher may have completed it a moment ago.
-            return match self.read::<RunRecord>(&ledger::run_key(id)).await? {
-                None => Ok(Finished::default()),
-                Some(_) => Err(CommitError::MissingDeltas(id)),
-            };
-        };
-        let cells = ledger::decode_deltas(&bytes).map_err(|reason| CommitError::Corrupt {
-            key: ledger::deltas_key(id),
-            reason,
-        })?;
-        let objects = self.apply(id, cells).await?;
-        if let Some(m) = rec.max_minute {
-            watermark::advance(self.store.as_ref(), Minute(m)).await?;
-        }
-        failpoint::hit("watermark");
-        let at = now();
+        self.publish(id, &rec, check).await?;
+        failpoint::hit("published");
+        let at = self.now();
         let marks = rec
             .inputs
             .iter()
@@ -384,102 +549,21 @@ impl Ledger {
             r?;
         }
         failpoint::hit("committed");
-        // The record goes first: deltas without a record are garbage that `recover` sweeps,
-        // while a sealed record without deltas could not be told from a damaged store.
         self.store.delete(&ledger::run_key(id)).await?;
         failpoint::hit("finishing");
-        self.store.delete(&ledger::deltas_key(id)).await?;
         Ok(Finished {
             runs: 1,
-            objects,
+            objects: 1,
             stuck: Vec::new(),
+            days: rec.segments.iter().filter_map(SegmentRef::day).collect(),
         })
     }
 
-    /// Folds each cell into its bucket, once. Returns how many objects were written.
-    ///
-    /// A bucket that cannot take the run (unreadable, holding another name, or a total past
-    /// 2^64 - 1) is skipped and the rest applied; the run then fails naming it, stays sealed,
-    /// and is finished by a later run once the object is mended.
-    async fn apply(&self, id: RunId, cells: Vec<DayBucket>) -> Result<usize> {
-        let mut written = 0;
-        let mut refused: Option<CommitError> = None;
-        for batch in cells.chunks(APPLY_BATCH) {
-            let mut pending: Vec<&DayBucket> = batch.iter().collect();
-            let mut attempt = 0u32;
-            while !pending.is_empty() {
-                let keys: Vec<String> = pending
-                    .iter()
-                    .map(|c| keys::bucket(c.day, &c.domain))
-                    .collect();
-                let current = self.store.get_many_versioned(&keys).await?;
-                let mut items = Vec::with_capacity(pending.len());
-                let mut sent = Vec::with_capacity(pending.len());
-                for ((cell, key), cur) in pending.iter().zip(keys).zip(current) {
-                    let (mut bucket, when) = match cur {
-                        None => (
-                            DayBucket::new(cell.domain.clone(), cell.day),
-                            Precondition::Absent,
-                        ),
-                        Some(v) => match DayBucket::decode_for(&v.bytes, &cell.domain, cell.day) {
-                            Ok(b) => (b, Precondition::Matches(v.version)),
-                            Err(e) => {
-                                refused.get_or_insert(CommitError::Corrupt {
-                                    key,
-                                    reason: e.to_string(),
-                                });
-                                continue;
-                            }
-                        },
-                    };
-                    match bucket.apply(id, &cell.minutes) {
-                        Ok(true) => {
-                            items.push((key, bucket.encode(), when));
-                            sent.push(*cell);
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            refused.get_or_insert(CommitError::Corrupt {
-                                key,
-                                reason: e.to_string(),
-                            });
-                        }
-                    }
-                }
-                let mut retry = Vec::new();
-                for (cell, r) in sent.into_iter().zip(self.store.put_many(items).await) {
-                    match r {
-                        Ok(_) => written += 1,
-                        Err(StoreError::Conflict { .. }) => retry.push(cell),
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                pending = retry;
-                if !pending.is_empty() {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) * 5)).await;
-                }
-            }
-            failpoint::hit("apply");
-        }
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(written),
-        }
-    }
-
-    /// Finishes sealed runs, gives up stale ones left by crashed runs, and sweeps deltas whose
-    /// run is gone.
+    /// Finishes sealed runs, gives up stale ones left by crashed runs, and sweeps segments no
+    /// run owns (of aborted runs, or compacted and not yet deleted).
     pub async fn recover(&self) -> Result<Finished> {
         let mut done = Finished::default();
         let listed = self.store.list(ledger::RUNS).await?;
-        for key in &listed {
-            if let Some(stem) = key.strip_suffix(".deltas")
-                && !listed.iter().any(|k| k.strip_suffix(".json") == Some(stem))
-            {
-                self.store.delete(key).await?;
-            }
-        }
         for key in listed {
             let Some(id) = key
                 .strip_prefix(ledger::RUNS)
@@ -498,6 +582,7 @@ impl Ledger {
                         Ok(f) => {
                             done.runs += f.runs;
                             done.objects += f.objects;
+                            done.days.extend(f.days);
                         }
                         // One bad object must not stop every later run: this one stays sealed
                         // (its inputs stay held) until the object is mended.
@@ -517,17 +602,406 @@ impl Ledger {
                         .await
                         .is_ok()
                     {
-                        self.store.delete(&ledger::deltas_key(id)).await?;
+                        self.delete_segments(id).await?;
                         self.store.delete(&key).await?;
                     }
                 }
                 RunState::Aborted => {
-                    self.store.delete(&ledger::deltas_key(id)).await?;
+                    self.delete_segments(id).await?;
                     self.store.delete(&key).await?;
                 }
                 RunState::Aggregating => {}
             }
         }
+        self.sweep_segments().await?;
         Ok(done)
+    }
+
+    /// Deletes segments that neither a run record nor the manifest names. The manifest is read
+    /// after the listing, and a run writes its record before its segments, so a segment
+    /// written or published meanwhile is never taken.
+    async fn sweep_segments(&self) -> Result<()> {
+        let listed = self.store.list(keys::SEGMENTS).await?;
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let runs: std::collections::HashSet<String> = self
+            .store
+            .list(ledger::RUNS)
+            .await?
+            .iter()
+            .filter_map(|k| k.strip_prefix(ledger::RUNS)?.strip_suffix(".json"))
+            .map(str::to_owned)
+            .collect();
+        let (m, _) = manifest::read(self.store.as_ref()).await?;
+        let named: std::collections::HashSet<String> =
+            m.segments.iter().map(Published::key).collect();
+        for key in listed {
+            let run = key
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".seg"))
+                .unwrap_or_default();
+            if !named.contains(&key) && !runs.contains(run) {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The ledger in process, against the memory store, with the clock, host and process
+    //! liveness injected.
+    use super::*;
+    use crate::compact::{self, Compactor};
+    use srctraffic::store::MemoryStore;
+    use srctraffic::{Day, DomainName, published};
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A world whose clock moves when told and whose processes die when told.
+    #[derive(Debug)]
+    pub(crate) struct FakeWorld {
+        now: AtomicI64,
+        pid: u32,
+        dead: std::sync::Mutex<HashSet<u32>>,
+    }
+
+    impl FakeWorld {
+        pub(crate) fn new(pid: u32) -> Arc<FakeWorld> {
+            Arc::new(FakeWorld {
+                now: AtomicI64::new(1_600_000_000),
+                pid,
+                dead: Default::default(),
+            })
+        }
+        pub(crate) fn advance(&self, secs: i64) {
+            self.now.fetch_add(secs, Ordering::SeqCst);
+        }
+        pub(crate) fn kill(&self, pid: u32) {
+            self.dead.lock().unwrap().insert(pid);
+        }
+    }
+
+    impl World for FakeWorld {
+        fn now(&self) -> i64 {
+            self.now.load(Ordering::SeqCst)
+        }
+        fn host(&self) -> String {
+            "test-host".into()
+        }
+        fn pid(&self) -> u32 {
+            self.pid
+        }
+        fn pid_alive(&self, pid: u32) -> bool {
+            !self.dead.lock().unwrap().contains(&pid)
+        }
+    }
+
+    pub(crate) fn cell(domain: &str, day: i32, minute: usize, bytes: u64) -> DayBucket {
+        let mut c = DayBucket::new(DomainName::parse(domain).unwrap(), Day(day));
+        c.minutes[minute] = bytes;
+        c.requests[minute] = 1;
+        c
+    }
+
+    /// Claims `inputs`, seals `cells` (sorted by day) and publishes: a whole run.
+    pub(crate) async fn run_with(
+        ledger: &Ledger,
+        inputs: &[&str],
+        mut cells: Vec<DayBucket>,
+    ) -> RunId {
+        let run = ledger.begin().await.unwrap();
+        let asks: Vec<(String, String)> = inputs
+            .iter()
+            .map(|i| (i.to_string(), i.to_string()))
+            .collect();
+        let claims = ledger.claim_all(&run, &asks).await.unwrap();
+        assert!(claims.iter().all(|c| *c == Claim::Mine), "{claims:?}");
+        cells.sort_by(|a, b| (a.day, &a.domain).cmp(&(b.day, &b.domain)));
+        let inputs = inputs.iter().map(|s| s.to_string()).collect();
+        ledger.seal(&run, inputs, Some(0), cells).await.unwrap();
+        ledger.finish_own(&run).await.unwrap();
+        run.id
+    }
+
+    /// Every (domain, day, minute) with bytes, as readers see the store.
+    pub(crate) async fn totals(store: &dyn Store) -> BTreeMap<(String, i32, usize), u64> {
+        let mut wanted = Vec::new();
+        for day in published::days(store).await.unwrap() {
+            for d in published::domains_of_day(store, day).await.unwrap() {
+                wanted.push((d, day));
+            }
+        }
+        let (_, cells) = published::read_cells(store, &wanted).await.unwrap();
+        let mut out = BTreeMap::new();
+        for b in cells.into_iter().flatten() {
+            for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
+                out.insert((b.domain.to_string(), b.day.0, i), *v);
+            }
+        }
+        out
+    }
+
+    fn compactor(world: Arc<FakeWorld>) -> Compactor {
+        Compactor {
+            me: "test".into(),
+            ttl: Duration::from_secs(60),
+            world,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_is_seen_whole_only_once_published() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world = FakeWorld::new(1);
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world);
+        let run = ledger.begin().await.unwrap();
+        ledger
+            .claim_all(&run, &[("in".into(), "in".into())])
+            .await
+            .unwrap();
+        let cells = vec![
+            cell("a.com", 10, 5, 7),
+            cell("b.com", 10, 5, 8),
+            cell("a.com", 11, 0, 9),
+        ];
+        ledger
+            .seal(&run, vec!["in".into()], Some(11 * 1440), cells)
+            .await
+            .unwrap();
+        // Sealed, its segments written: readers see none of it.
+        assert!(totals(store.as_ref()).await.is_empty());
+        ledger.finish_own(&run).await.unwrap();
+        let t = totals(store.as_ref()).await;
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.values().sum::<u64>(), 24);
+        // Publishing is one write to one shared object, whatever the run's size.
+        let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+        assert_eq!((m.seq, m.segments.len()), (1, 2));
+        assert_eq!(m.watermark(), Some(Minute(11 * 1440)));
+        // Finishing again (as a recovering run would) publishes nothing twice.
+        assert_eq!(ledger.finish(run.id).await.unwrap(), Finished::default());
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 24);
+    }
+
+    #[tokio::test]
+    async fn compaction_at_every_step_never_changes_an_answer() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world = FakeWorld::new(1);
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world.clone());
+        let c = compactor(world);
+        let mut truth = BTreeMap::new();
+        for i in 0..12u64 {
+            let domain = format!("d{}.com", i % 3);
+            let cells = vec![
+                cell(&domain, 10, (i % 5) as usize, i + 1),
+                cell("all.com", 10, 0, 1),
+            ];
+            for c in &cells {
+                for (m, v) in c.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
+                    *truth.entry((c.domain.to_string(), 10, m)).or_default() += *v;
+                }
+            }
+            run_with(&ledger, &[&format!("in{i}")], cells).await;
+            assert_eq!(totals(store.as_ref()).await, truth, "after run {i}");
+            if i % 4 == 3 {
+                let done = compact::compact_day(store.as_ref(), Day(10), &c)
+                    .await
+                    .unwrap();
+                assert_eq!(done.segments, 4);
+                assert_eq!(
+                    totals(store.as_ref()).await,
+                    truth,
+                    "after compacting at {i}"
+                );
+                let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+                assert!(m.segments.is_empty());
+                assert!(store.list(keys::SEGMENTS).await.unwrap().is_empty());
+            }
+        }
+    }
+
+    /// A store that fails every write of one key, as a crash before that write would.
+    #[derive(Debug)]
+    struct FailingPut {
+        inner: Arc<dyn Store>,
+        key: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for FailingPut {
+        async fn get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn get_versioned(
+            &self,
+            key: &str,
+        ) -> std::result::Result<Option<srctraffic::store::Versioned>, StoreError> {
+            self.inner.get_versioned(key).await
+        }
+        async fn put(
+            &self,
+            key: &str,
+            bytes: Vec<u8>,
+            when: Precondition,
+        ) -> std::result::Result<Version, StoreError> {
+            if key == self.key {
+                return Err(StoreError::Unavailable("injected".into()));
+            }
+            self.inner.put(key, bytes, when).await
+        }
+        async fn list(&self, prefix: &str) -> std::result::Result<Vec<String>, StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> std::result::Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_compaction_cut_off_after_folding_leaves_answers_exact_and_the_next_one_finishes() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world = FakeWorld::new(1);
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world.clone());
+        for i in 0..3 {
+            run_with(
+                &ledger,
+                &[&format!("in{i}")],
+                vec![cell("a.com", 10, 1, 10)],
+            )
+            .await;
+        }
+        let broken = FailingPut {
+            inner: store.clone(),
+            key: manifest::KEY,
+        };
+        // The bases are folded, the manifest cannot be written: the segments stay listed.
+        assert!(
+            compact::compact_day(&broken, Day(10), &compactor(world.clone()))
+                .await
+                .is_err()
+        );
+        let base = store
+            .get(&keys::bucket(Day(10), &DomainName::parse("a.com").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(DayBucket::decode(&base.unwrap()).unwrap().runs.len(), 3);
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 30);
+        // A run published meanwhile is not in the bases yet, and counts once.
+        run_with(&ledger, &["in9"], vec![cell("a.com", 10, 1, 1)]).await;
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 31);
+        let done = compact::compact_day(store.as_ref(), Day(10), &compactor(world))
+            .await
+            .unwrap();
+        assert_eq!((done.segments, done.buckets), (4, 1));
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 31);
+    }
+
+    #[tokio::test]
+    async fn a_reader_never_sees_a_base_newer_than_its_manifest() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world = FakeWorld::new(1);
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world.clone());
+        run_with(&ledger, &["a"], vec![cell("a.com", 10, 1, 10)]).await;
+        let (old, _) = manifest::read(store.as_ref()).await.unwrap();
+        run_with(&ledger, &["b"], vec![cell("a.com", 10, 1, 5)]).await;
+        compact::compact_day(store.as_ref(), Day(10), &compactor(world))
+            .await
+            .unwrap();
+        // Put the older manifest back: the base now holds a run it does not publish. A reader
+        // must not answer from that mix; it reads again and, the store never settling, says so.
+        let bytes = serde_json::to_vec(&old).unwrap();
+        let when = Precondition::Matches(manifest::read(store.as_ref()).await.unwrap().1.unwrap());
+        store.put(manifest::KEY, bytes, when).await.unwrap();
+        let d = DomainName::parse("a.com").unwrap();
+        let err = published::read_cells(store.as_ref(), &[(d, Day(10))])
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_runs_only_meet_at_the_manifest_and_all_land() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world = FakeWorld::new(1);
+        let mut tasks = Vec::new();
+        for i in 0..16u64 {
+            let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world.clone());
+            tasks.push(tokio::spawn(async move {
+                let cells = (0..50)
+                    .map(|d| cell(&format!("d{d}.com"), 10, i as usize, 1))
+                    .collect();
+                run_with(&ledger, &[&format!("in{i}")], cells).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+        assert_eq!(m.seq, 16);
+        let t = totals(store.as_ref()).await;
+        assert_eq!((t.len(), t.values().sum::<u64>()), (800, 800));
+        // No base bucket was written by any run: only the manifest is shared.
+        assert!(store.list(keys::BUCKETS).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_or_dead_run_is_taken_over_and_cannot_seal_after() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let world_a = FakeWorld::new(100);
+        let a = Ledger::with_world(store.clone(), Duration::from_secs(60), world_a.clone());
+        let run_a = a.begin().await.unwrap();
+        let ask = [("in".to_owned(), "in".to_owned())];
+        assert_eq!(a.claim_all(&run_a, &ask).await.unwrap(), [Claim::Mine]);
+        // Another process on the same host: busy while A lives and beats.
+        let world_b = FakeWorld::new(200);
+        let b = Ledger::with_world(store.clone(), Duration::from_secs(60), world_b.clone());
+        let run_b = b.begin().await.unwrap();
+        assert!(matches!(
+            b.claim(&run_b, "in", "in").await.unwrap(),
+            Claim::Busy(_)
+        ));
+        // Silent past the lease: taken over.
+        world_b.advance(61);
+        assert_eq!(b.claim(&run_b, "in", "in").await.unwrap(), Claim::Mine);
+        assert!(matches!(
+            a.heartbeat(&run_a).await,
+            Err(CommitError::LostLease(_))
+        ));
+        assert!(matches!(
+            a.seal(
+                &run_a,
+                vec!["in".into()],
+                None,
+                vec![cell("a.com", 1, 0, 1)]
+            )
+            .await,
+            Err(CommitError::LostLease(_))
+        ));
+        // A dead process on this host is taken over at once, without waiting for the lease.
+        let run_c = a.begin().await.unwrap();
+        let ask = [("other".to_owned(), "other".to_owned())];
+        assert_eq!(a.claim_all(&run_c, &ask).await.unwrap(), [Claim::Mine]);
+        world_b.kill(100);
+        assert_eq!(
+            b.claim(&run_b, "other", "other").await.unwrap(),
+            Claim::Mine
+        );
+        // The aborted runs' segments are swept; B's run lands alone.
+        b.seal(
+            &run_b,
+            vec!["in".into(), "other".into()],
+            None,
+            vec![cell("a.com", 1, 0, 2)],
+        )
+        .await
+        .unwrap();
+        b.finish_own(&run_b).await.unwrap();
+        b.recover().await.unwrap();
+        assert_eq!(store.list(keys::SEGMENTS).await.unwrap().len(), 1);
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 2);
     }
 }

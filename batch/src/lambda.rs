@@ -52,6 +52,9 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         lease: Duration::from_secs(120),
         progress: false,
         max_line_bytes: crate::read::MAX_LINE_BYTES,
+        compact_after: env("SRCTRAFFIC_COMPACT_AFTER")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(crate::compact::COMPACT_AFTER),
     };
     // The run drives its own runtime and rayon pool: give it a plain thread of its own.
     let (tx, rx) = tokio::sync::oneshot::channel();

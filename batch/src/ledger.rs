@@ -4,11 +4,12 @@
 //!   `committed` by a run.
 //! - `ledger/runs/<run>.json`: one per run in flight: its state and heartbeat, and once sealed,
 //!   the inputs it counts. Deleted when the run is done or aborted.
-//! - `ledger/runs/<run>.deltas`: a sealed run's totals, until they are applied.
+//! - `segments/<day>/<run>.seg`: a run's cells, one object per day, written before it seals;
+//!   published through the manifest, deleted once compacted (see `srctraffic::segment`).
 
 use serde::{Deserialize, Serialize};
-use srctraffic::bucket::{DayBucket, MINUTES, RunId};
-use srctraffic::{Day, DomainName};
+use srctraffic::Day;
+use srctraffic::bucket::RunId;
 
 /// A run's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ use srctraffic::{Day, DomainName};
 pub enum RunState {
     /// Claiming and reading inputs; alive while its heartbeat is fresh.
     Aggregating,
-    /// Its deltas are stored and will be applied, by it or by any later run.
+    /// Its segments are stored and will be published, by it or by any later run.
     Sealed,
     /// Aborted (failed, or taken over when its heartbeat went stale): its claims are void.
     Aborted,
@@ -41,6 +42,34 @@ pub struct RunRecord {
     /// Once sealed: the latest minute of any line it counted, for the watermark.
     #[serde(default)]
     pub max_minute: Option<i64>,
+    /// Once sealed: its segments, one per day.
+    #[serde(default)]
+    pub segments: Vec<SegmentRef>,
+}
+
+/// One segment a run wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// How many cells it holds.
+    pub cells: u64,
+}
+
+impl SegmentRef {
+    /// The segment's key, for a run.
+    pub fn key(&self, run: RunId) -> String {
+        format!(
+            "{}{}/{run}.seg",
+            srctraffic::store::keys::SEGMENTS,
+            self.day
+        )
+    }
+
+    /// The day, if well formed.
+    pub fn day(&self) -> Option<Day> {
+        Day::parse(&self.day)
+    }
 }
 
 /// An input's state.
@@ -71,11 +100,6 @@ pub fn run_key(run: RunId) -> String {
     format!("ledger/runs/{run}.json")
 }
 
-/// Key of a run's deltas.
-pub fn deltas_key(run: RunId) -> String {
-    format!("ledger/runs/{run}.deltas")
-}
-
 /// Key of an input's record.
 pub fn input_key(identity: &str) -> String {
     format!("ledger/inputs/{identity}.json")
@@ -86,73 +110,9 @@ pub const RUNS: &str = "ledger/runs/";
 /// Prefix of every input record.
 pub const INPUTS: &str = "ledger/inputs/";
 
-const DELTAS_MAGIC: &[u8; 8] = b"SRCTDLT\0";
-
-/// Encodes a run's totals: magic, count, then each (domain, day) as a bucket (which carries
-/// its own checksum), then a CRC-32 of everything.
-pub fn encode_deltas(cells: &[(DomainName, Day, Box<[u64; MINUTES]>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + cells.len() * (8 * MINUTES + 64));
-    out.extend_from_slice(DELTAS_MAGIC);
-    out.extend_from_slice(&(cells.len() as u32).to_le_bytes());
-    for (domain, day, minutes) in cells {
-        let b = DayBucket {
-            domain: domain.clone(),
-            day: *day,
-            runs: Vec::new(),
-            minutes: minutes.clone(),
-        };
-        let enc = b.encode();
-        out.extend_from_slice(&(enc.len() as u32).to_le_bytes());
-        out.extend_from_slice(&enc);
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Decodes what [`encode_deltas`] wrote.
-pub fn decode_deltas(b: &[u8]) -> Result<Vec<DayBucket>, String> {
-    let body_len = b.len().checked_sub(4).ok_or("truncated deltas")?;
-    let (body, crc) = b.split_at(body_len);
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err("deltas checksum mismatch".into());
-    }
-    let rest = body
-        .strip_prefix(DELTAS_MAGIC)
-        .ok_or("not a deltas object")?;
-    let (count, mut rest) = rest.split_at_checked(4).ok_or("truncated deltas")?;
-    let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]) as usize;
-    let mut out = Vec::with_capacity(count.min(1 << 20));
-    for _ in 0..count {
-        let (len, r) = rest.split_at_checked(4).ok_or("truncated deltas")?;
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let (cell, r) = r.split_at_checked(len).ok_or("truncated deltas")?;
-        out.push(DayBucket::decode(cell).map_err(|e| e.to_string())?);
-        rest = r;
-    }
-    if !rest.is_empty() {
-        return Err("trailing bytes in deltas".into());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deltas_round_trip_and_detect_damage() {
-        let mut m = Box::new([0u64; MINUTES]);
-        m[7] = 42;
-        let cells = vec![(DomainName::parse("a.com").unwrap(), Day(18_000), m)];
-        let enc = encode_deltas(&cells);
-        let dec = decode_deltas(&enc).unwrap();
-        assert_eq!(dec[0].minutes[7], 42);
-        let mut bad = enc.clone();
-        bad[20] ^= 1;
-        assert!(decode_deltas(&bad).is_err());
-        assert!(decode_deltas(&enc[..3]).is_err());
-    }
 
     #[test]
     fn records_serialise_in_snake_case() {

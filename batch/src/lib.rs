@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod aggregate_cmd;
 pub mod cli;
 pub mod commit;
+pub mod compact;
 pub mod failpoint;
 pub mod fields;
 pub mod genlogs;

@@ -7,7 +7,7 @@ use srctraffic::store::Patience;
 use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
 use srctraffic_batch::cli::{Cli, Command};
 use srctraffic_batch::header::ColumnNames;
-use srctraffic_batch::{genlogs, ops};
+use srctraffic_batch::{compact, genlogs, ops};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lease,
             threads,
             max_line_bytes,
+            compact_after,
             inputs,
         } => {
             if let Some(n) = threads {
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),
                 max_line_bytes: max_line_bytes as usize,
+                compact_after,
             };
             match aggregate_cmd::run(&rt, opened, &opts) {
                 Ok(summary) => {
@@ -181,6 +183,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(ops::export(opened.as_ref(), &mut out))
                 .and_then(|_| Ok(out.flush()?));
             ops::unless_closed_pipe(done)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact { store, lease } => {
+            let rt = runtime()?;
+            let opened = rt
+                .block_on(srctraffic::store::open(&store, Patience::Run))
+                .with_context(|| format!("opening store {store}"))?;
+            let compactor = compact::Compactor {
+                me: format!("compact-{}", srctraffic::bucket::RunId::random()),
+                ttl: Duration::from_secs(lease),
+                world: std::sync::Arc::new(srctraffic_batch::commit::RealWorld),
+            };
+            let done = rt.block_on(compact::compact_all(opened.as_ref(), &compactor))?;
+            say(format_args!(
+                "compacted {} days: {} segments into {} buckets{}",
+                done.days,
+                done.segments,
+                done.buckets,
+                if done.busy > 0 {
+                    format!(
+                        " ({} days left to another compaction in progress)",
+                        done.busy
+                    )
+                } else {
+                    String::new()
+                }
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune { store, now } => {

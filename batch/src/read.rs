@@ -796,7 +796,7 @@ mod tests {
             .agg
             .into_cells()
             .into_iter()
-            .map(|(d, day, m)| (d.to_string(), day.0, m.to_vec()))
+            .map(|c| (c.domain.to_string(), c.day.0, c.minutes.to_vec()))
             .collect();
         (cells, counts, kept, lines)
     }

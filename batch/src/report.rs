@@ -64,8 +64,14 @@ pub struct Summary {
     pub domains: usize,
     /// Distinct days.
     pub days: usize,
-    /// Bucket objects written.
+    /// Shared objects written: the manifest and the base buckets a compaction wrote.
     pub objects_written: usize,
+    /// Segments this run wrote (its own objects, one per day).
+    pub segments_written: usize,
+    /// Segments compacted into base buckets by this run.
+    pub compacted_segments: usize,
+    /// Why this run's compaction failed, if it did (its segments stay pending).
+    pub compaction_failed: Option<String>,
     /// Sealed runs of crashed processes finished first.
     pub recovered_runs: usize,
     /// Sealed runs of earlier processes that could not be finished: (run, why).
@@ -137,13 +143,22 @@ impl fmt::Display for Summary {
                 "  run {run}: sealed, not finished yet (tried again next run): {why}"
             )?;
         }
+        if let Some(why) = &self.compaction_failed {
+            writeln!(
+                f,
+                "  compaction failed (the run is committed; its segments stay pending): {}",
+                printable(why)
+            )?;
+        }
         writeln!(f, "bytes      {} counted", self.bytes_counted)?;
         writeln!(
             f,
-            "store      {} domains, {} days, {} objects written{}",
+            "store      {} domains, {} days, {} segments published, {} shared objects written, {} segments compacted{}",
             self.domains,
             self.days,
+            self.segments_written,
             self.objects_written,
+            self.compacted_segments,
             if self.recovered_runs > 0 {
                 format!(", {} interrupted runs finished", self.recovered_runs)
             } else {

@@ -1,19 +1,31 @@
-//! The per-(domain, UTC day) bucket: 1,440 minute totals plus the ids of the batch runs already
-//! folded in, so that re-applying a run is a no-op.
+//! The per-(domain, UTC day) cell: per minute the origin bytes, the origin requests, the bytes
+//! fetched over HTTPS and the requests per origin status code; plus which published runs it
+//! holds, so that folding a run twice is a no-op and readers can tell a bucket newer than the
+//! manifest they read.
 //!
-//! Layout, all integers little-endian (documented in the README too):
+//! Two layouts, all integers little-endian (documented in the README too). Both open with
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 8 | magic `SRCTBKT\0` |
-//! | 8 | 2 | format version, `1` |
+//! | 8 | 2 | format version, `1` or `2` |
 //! | 10 | 2 | domain length `L` |
 //! | 12 | 4 | day, signed days since 1970-01-01 |
 //! | 16 | L | domain, ASCII |
-//! | 16+L | 4 | run count `R` |
-//! | 20+L | 16·R | run ids |
-//! | … | 1440·8 | byte totals, minute 0 (00:00Z) to 1439 |
-//! | end−4 | 4 | CRC-32 (IEEE) of every byte before it |
+//!
+//! Version 1 (written by earlier releases, still read) goes on with the run count `R` (4), the
+//! run ids (16·R), then 1,440 byte totals (8 each, minute 0 = 00:00Z first): bytes only.
+//!
+//! Version 2 (written now) goes on with
+//!
+//! | size | field |
+//! | --- | --- |
+//! | 8 | highest publish sequence number folded in (0: none) |
+//! | 4 | run count `R`, then 16·R run ids |
+//! | 4 | row count `N`, then N rows of minute (2), bytes (8), requests (8), https bytes (8), ascending minutes, no empty rows |
+//! | 4 | status count `S`, then S entries of minute (2), status code (2), requests (8), ascending (minute, code) |
+//!
+//! Both end with a CRC-32 (IEEE) of every byte before it.
 
 use crate::domain::DomainName;
 use crate::time::Day;
@@ -22,8 +34,8 @@ use thiserror::Error;
 
 /// The magic that opens every bucket.
 pub const MAGIC: &[u8; 8] = b"SRCTBKT\0";
-/// The format version this code writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this code writes. Version 1 is read too.
+pub const VERSION: u16 = 2;
 /// Minutes in a bucket.
 pub const MINUTES: usize = 1440;
 
@@ -82,12 +94,26 @@ pub enum BucketError {
         /// The day the key names.
         wanted_day: Day,
     },
-    /// Folding a run in would take a minute's total past 2^64 - 1 bytes.
-    #[error("minute {0} of the day would pass 2^64 - 1 bytes")]
+    /// Folding a run in would take a minute's total past 2^64 - 1.
+    #[error("minute {0} of the day would pass 2^64 - 1")]
     Overflow(usize),
+    /// A row out of range or out of order.
+    #[error("bad row for minute {0}")]
+    BadRow(usize),
 }
 
-/// One (domain, day): minute totals and the runs that produced them.
+/// Requests of one minute answered by the origin with one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StatusCount {
+    /// Minute of the day, 0 to 1439.
+    pub minute: u16,
+    /// The origin's HTTP status code.
+    pub code: u16,
+    /// How many requests.
+    pub count: u64,
+}
+
+/// One (domain, day): the measures per minute and the published runs folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayBucket {
     /// The domain.
@@ -96,8 +122,66 @@ pub struct DayBucket {
     pub day: Day,
     /// Runs already folded in, sorted.
     pub runs: Vec<RunId>,
-    /// Bytes per minute of the day.
+    /// The highest publish sequence number folded in; 0 for none (and for version 1).
+    pub seq: u64,
+    /// Origin bytes per minute of the day.
     pub minutes: Box<[u64; MINUTES]>,
+    /// Origin requests per minute.
+    pub requests: Box<[u64; MINUTES]>,
+    /// Origin bytes fetched over HTTPS per minute.
+    pub https: Box<[u64; MINUTES]>,
+    /// Requests per (minute, status code), sorted, no zero counts.
+    pub statuses: Vec<StatusCount>,
+}
+
+/// Adds `b` into `a` minute by minute, or changes nothing and names the first minute past
+/// 2^64 - 1.
+fn add_minutes(a: &mut [u64; MINUTES], b: &[u64; MINUTES]) -> Result<(), BucketError> {
+    if let Some(i) = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.checked_add(*y).is_none())
+    {
+        return Err(BucketError::Overflow(i));
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += *y;
+    }
+    Ok(())
+}
+
+/// Merges two sorted status lists, adding the counts of equal (minute, code).
+fn merge_statuses(a: &[StatusCount], b: &[StatusCount]) -> Result<Vec<StatusCount>, BucketError> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if (x.minute, x.code) == (y.minute, y.code) => {
+                i += 1;
+                j += 1;
+                let count = x
+                    .count
+                    .checked_add(y.count)
+                    .ok_or(BucketError::Overflow(usize::from(x.minute)))?;
+                StatusCount { count, ..*x }
+            }
+            (Some(x), Some(y)) if (x.minute, x.code) < (y.minute, y.code) => {
+                i += 1;
+                *x
+            }
+            (Some(_), Some(y)) | (None, Some(y)) => {
+                j += 1;
+                *y
+            }
+            (Some(x), None) => {
+                i += 1;
+                *x
+            }
+            (None, None) => break,
+        };
+        out.push(next);
+    }
+    Ok(out)
 }
 
 impl DayBucket {
@@ -107,31 +191,61 @@ impl DayBucket {
             domain,
             day,
             runs: Vec::new(),
+            seq: 0,
             minutes: Box::new([0; MINUTES]),
+            requests: Box::new([0; MINUTES]),
+            https: Box::new([0; MINUTES]),
+            statuses: Vec::new(),
         }
     }
 
-    /// Folds a run's totals in, once: returns `Ok(false)` (and changes nothing) if the run is
-    /// held, and an error (changing nothing) if a minute's total would pass 2^64 - 1.
-    pub fn apply(&mut self, run: RunId, delta: &[u64; MINUTES]) -> Result<bool, BucketError> {
+    /// Adds another bucket's measures (not its runs) into this one: all or nothing, an error
+    /// if some total would pass 2^64 - 1.
+    pub fn add(&mut self, other: &DayBucket) -> Result<(), BucketError> {
+        let mut minutes = self.minutes.clone();
+        let mut requests = self.requests.clone();
+        let mut https = self.https.clone();
+        add_minutes(&mut minutes, &other.minutes)?;
+        add_minutes(&mut requests, &other.requests)?;
+        add_minutes(&mut https, &other.https)?;
+        let statuses = if other.statuses.is_empty() {
+            std::mem::take(&mut self.statuses)
+        } else {
+            merge_statuses(&self.statuses, &other.statuses)?
+        };
+        self.minutes = minutes;
+        self.requests = requests;
+        self.https = https;
+        self.statuses = statuses;
+        Ok(())
+    }
+
+    /// Folds a published run's cell in, once: returns `Ok(false)` (and changes nothing) if the
+    /// run is held, and an error (changing nothing) if a total would pass 2^64 - 1.
+    pub fn fold(&mut self, run: RunId, seq: u64, cell: &DayBucket) -> Result<bool, BucketError> {
         let Err(at) = self.runs.binary_search(&run) else {
             return Ok(false);
         };
-        let mut sums = Box::new([0u64; MINUTES]);
-        for (i, ((s, m), d)) in sums
-            .iter_mut()
-            .zip(self.minutes.iter())
-            .zip(delta)
-            .enumerate()
-        {
-            *s = m.checked_add(*d).ok_or(BucketError::Overflow(i))?;
-        }
+        self.add(cell)?;
         self.runs.insert(at, run);
-        self.minutes = sums;
+        self.seq = self.seq.max(seq);
         Ok(true)
     }
 
-    /// Sum over the day; wide enough that it cannot overflow.
+    /// Folds bytes alone in, once, as [`DayBucket::fold`] does: for tests and tools that have
+    /// nothing but byte totals.
+    pub fn apply(&mut self, run: RunId, bytes: &[u64; MINUTES]) -> Result<bool, BucketError> {
+        let mut cell = DayBucket::new(self.domain.clone(), self.day);
+        *cell.minutes = *bytes;
+        self.fold(run, 0, &cell)
+    }
+
+    /// Whether the run is folded in.
+    pub fn holds(&self, run: RunId) -> bool {
+        self.runs.binary_search(&run).is_ok()
+    }
+
+    /// Byte sum over the day; wide enough that it cannot overflow.
     pub fn total(&self) -> u128 {
         self.minutes.iter().map(|&b| u128::from(b)).sum()
     }
@@ -151,49 +265,64 @@ impl DayBucket {
         Ok(bucket)
     }
 
-    /// Encodes per the layout in the module docs.
+    /// Encodes per version 2 of the layout in the module docs.
     pub fn encode(&self) -> Vec<u8> {
         let d = self.domain.as_str().as_bytes();
-        let mut out = Vec::with_capacity(24 + d.len() + 16 * self.runs.len() + 8 * MINUTES);
+        let rows = (0..MINUTES)
+            .filter(|&i| (self.minutes[i] | self.requests[i] | self.https[i]) != 0)
+            .count();
+        let mut out = Vec::with_capacity(
+            40 + d.len() + 16 * self.runs.len() + 26 * rows + 12 * self.statuses.len(),
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         // Valid domains are at most 253 bytes, so the length fits.
         out.extend_from_slice(&(d.len() as u16).to_le_bytes());
         out.extend_from_slice(&self.day.0.to_le_bytes());
         out.extend_from_slice(d);
+        out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&(self.runs.len() as u32).to_le_bytes());
         for r in &self.runs {
             out.extend_from_slice(&r.0);
         }
-        for m in self.minutes.iter() {
-            out.extend_from_slice(&m.to_le_bytes());
+        out.extend_from_slice(&(rows as u32).to_le_bytes());
+        for i in 0..MINUTES {
+            if (self.minutes[i] | self.requests[i] | self.https[i]) != 0 {
+                out.extend_from_slice(&(i as u16).to_le_bytes());
+                out.extend_from_slice(&self.minutes[i].to_le_bytes());
+                out.extend_from_slice(&self.requests[i].to_le_bytes());
+                out.extend_from_slice(&self.https[i].to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.statuses.len() as u32).to_le_bytes());
+        for s in &self.statuses {
+            out.extend_from_slice(&s.minute.to_le_bytes());
+            out.extend_from_slice(&s.code.to_le_bytes());
+            out.extend_from_slice(&s.count.to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decodes and checks magic, version, checksum and fields.
+    /// Decodes either version and checks magic, checksum and fields.
     pub fn decode(b: &[u8]) -> Result<DayBucket, BucketError> {
-        let mut r = Reader { b, at: 0 };
+        let body_len = b
+            .len()
+            .checked_sub(4)
+            .ok_or(BucketError::Truncated(b.len()))?;
+        let mut r = Reader {
+            b: &b[..body_len],
+            at: 0,
+        };
         if r.take(8)? != MAGIC {
             return Err(BucketError::BadMagic);
         }
         let version = r.u16()?;
-        if version != VERSION {
+        if version != 1 && version != 2 {
             return Err(BucketError::UnsupportedVersion(version));
         }
-        let dlen = r.u16()? as usize;
-        let day = Day(r.u32()? as i32);
-        let domain_bytes = r.take(dlen)?;
-        let nruns = r.u32()? as usize;
-        let body_len = r.at + nruns.saturating_mul(16) + 8 * MINUTES;
-        if b.len() < body_len.saturating_add(4) {
-            return Err(BucketError::Truncated(b.len()));
-        }
-        if b.len() > body_len + 4 {
-            return Err(BucketError::Trailing(b.len() - body_len - 4));
-        }
+        // The checksum first: a damaged length must not send the reader astray.
         let stored = u32::from_le_bytes([
             b[body_len],
             b[body_len + 1],
@@ -203,31 +332,78 @@ impl DayBucket {
         if crc32fast::hash(&b[..body_len]) != stored {
             return Err(BucketError::Checksum);
         }
+        let dlen = r.u16()? as usize;
+        let day = Day(r.u32()? as i32);
+        let domain_bytes = r.take(dlen)?;
         let domain = std::str::from_utf8(domain_bytes)
             .ok()
             .and_then(DomainName::parse)
             .filter(|d| d.as_str().as_bytes() == domain_bytes)
             .ok_or(BucketError::BadDomain)?;
-        let mut runs = Vec::with_capacity(nruns);
+        let mut bucket = DayBucket::new(domain, day);
+        if version == 2 {
+            bucket.seq = r.u64()?;
+        }
+        let nruns = r.u32()? as usize;
+        let mut runs = Vec::with_capacity(nruns.min(r.left() / 16));
         for _ in 0..nruns {
             let mut id = [0u8; 16];
             id.copy_from_slice(r.take(16)?);
             runs.push(RunId(id));
         }
         runs.sort_unstable();
-        let mut minutes = Box::new([0u64; MINUTES]);
-        for (m, chunk) in minutes.iter_mut().zip(r.take(8 * MINUTES)?.chunks_exact(8)) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            *m = u64::from_le_bytes(a);
+        bucket.runs = runs;
+        if version == 1 {
+            for (m, chunk) in bucket
+                .minutes
+                .iter_mut()
+                .zip(r.take(8 * MINUTES)?.chunks_exact(8))
+            {
+                *m = le_u64(chunk);
+            }
+        } else {
+            let rows = r.u32()? as usize;
+            let mut last = None;
+            for _ in 0..rows {
+                let minute = usize::from(r.u16()?);
+                if minute >= MINUTES || last.is_some_and(|l| l >= minute) {
+                    return Err(BucketError::BadRow(minute));
+                }
+                last = Some(minute);
+                bucket.minutes[minute] = r.u64()?;
+                bucket.requests[minute] = r.u64()?;
+                bucket.https[minute] = r.u64()?;
+            }
+            let n = r.u32()? as usize;
+            let mut statuses = Vec::with_capacity(n.min(r.left() / 12));
+            for _ in 0..n {
+                let s = StatusCount {
+                    minute: r.u16()?,
+                    code: r.u16()?,
+                    count: r.u64()?,
+                };
+                if usize::from(s.minute) >= MINUTES
+                    || statuses
+                        .last()
+                        .is_some_and(|l: &StatusCount| (l.minute, l.code) >= (s.minute, s.code))
+                {
+                    return Err(BucketError::BadRow(usize::from(s.minute)));
+                }
+                statuses.push(s);
+            }
+            bucket.statuses = statuses;
         }
-        Ok(DayBucket {
-            domain,
-            day,
-            runs,
-            minutes,
-        })
+        if r.left() > 0 {
+            return Err(BucketError::Trailing(r.left()));
+        }
+        Ok(bucket)
     }
+}
+
+fn le_u64(chunk: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(chunk);
+    u64::from_le_bytes(a)
 }
 
 struct Reader<'a> {
@@ -238,10 +414,13 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], BucketError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
-        let end = end.ok_or(BucketError::Truncated(self.b.len()))?;
+        let end = end.ok_or(BucketError::Truncated(self.b.len() + 4))?;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
+    }
+    fn left(&self) -> usize {
+        self.b.len() - self.at
     }
     fn u16(&mut self) -> Result<u16, BucketError> {
         let s = self.take(2)?;
@@ -250,6 +429,9 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32, BucketError> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, BucketError> {
+        Ok(le_u64(self.take(8)?))
     }
 }
 
@@ -320,10 +502,87 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(DayBucket::decode(&bad).is_err(), "byte {i}");
         }
+        assert!(DayBucket::decode(&enc[..enc.len() - 1]).is_err());
+        assert!(DayBucket::decode(&enc[..3]).is_err());
+    }
+
+    /// What earlier releases wrote: version 1, bytes only.
+    fn encode_v1(b: &DayBucket) -> Vec<u8> {
+        let d = b.domain.as_str().as_bytes();
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        out.extend_from_slice(&b.day.0.to_le_bytes());
+        out.extend_from_slice(d);
+        out.extend_from_slice(&(b.runs.len() as u32).to_le_bytes());
+        for r in &b.runs {
+            out.extend_from_slice(&r.0);
+        }
+        for m in b.minutes.iter() {
+            out.extend_from_slice(&m.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn version_1_buckets_still_read() {
+        let b = sample();
+        let v1 = encode_v1(&b);
+        assert_eq!(v1.len(), 16 + 11 + 4 + 16 + 8 * MINUTES + 4);
+        assert_eq!(DayBucket::decode(&v1).unwrap(), b);
+        // Folding into a version-1 bucket keeps its runs: a run it holds stays held.
+        let mut up = DayBucket::decode(&v1).unwrap();
+        assert_eq!(up.apply(RunId([1; 16]), &[1; MINUTES]), Ok(false));
+        assert_eq!(DayBucket::decode(&up.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn every_measure_round_trips_and_adds() {
+        let d = DomainName::parse("a.example").unwrap();
+        let mut cell = DayBucket::new(d.clone(), Day(3));
+        cell.minutes[5] = 100;
+        cell.requests[5] = 2;
+        cell.https[5] = 60;
+        cell.requests[9] = 1;
+        cell.statuses = vec![
+            StatusCount {
+                minute: 5,
+                code: 200,
+                count: 1,
+            },
+            StatusCount {
+                minute: 5,
+                code: 404,
+                count: 1,
+            },
+            StatusCount {
+                minute: 9,
+                code: 304,
+                count: 1,
+            },
+        ];
+        let enc = cell.encode();
+        assert_eq!(DayBucket::decode(&enc).unwrap(), cell);
+        let mut base = DayBucket::new(d, Day(3));
+        assert_eq!(base.fold(RunId([7; 16]), 4, &cell), Ok(true));
+        assert_eq!(base.fold(RunId([8; 16]), 9, &cell), Ok(true));
+        assert_eq!(base.fold(RunId([8; 16]), 9, &cell), Ok(false));
         assert_eq!(
-            DayBucket::decode(&enc[..enc.len() - 1]),
-            Err(BucketError::Truncated(enc.len() - 1))
+            (base.minutes[5], base.requests[5], base.https[5]),
+            (200, 4, 120)
         );
+        assert_eq!(base.seq, 9);
+        assert_eq!(
+            base.statuses
+                .iter()
+                .map(|s| (s.minute, s.code, s.count))
+                .collect::<Vec<_>>(),
+            [(5, 200, 2), (5, 404, 2), (9, 304, 2)]
+        );
+        assert_eq!(DayBucket::decode(&base.encode()).unwrap(), base);
     }
 
     proptest! {

@@ -7,6 +7,8 @@
 //! - [`bucket`]: the per-(domain, UTC day) object of 1,440 minute totals.
 //! - [`store`]: the narrow storage port, its local-directory and in-memory implementations, the
 //!   object key layout and the ingest watermark.
+//! - [`segment`]: one run's cells of one day, immutable, published through the manifest.
+//! - [`published`]: what readers see: base buckets plus published segments, one run at a time.
 //! - [`query`]: answers a checked request from the store.
 //! - [`clock`]: the data clock ("now"), real or fixed.
 //! - [`auth`]: request signatures (V1 and V3), nonces, throttling, credentials.
@@ -17,7 +19,9 @@ pub mod bucket;
 pub mod clock;
 pub mod domain;
 pub mod logging;
+pub mod published;
 pub mod query;
+pub mod segment;
 pub mod store;
 pub mod time;
 

@@ -1,48 +1,41 @@
-//! Answers a checked request from the store: read every needed (domain, day) bucket at once,
+//! Answers a checked request from the store: read every needed (domain, day) as published,
 //! sum over domains, roll minutes up to the interval, zero-fill up to the watermark and leave out
 //! the slots after it, so "no traffic" (0) and "not yet known" (absent) never look alike.
 
 use crate::api::render::Point;
 use crate::api::request::QueryRequest;
-use crate::bucket::DayBucket;
-use crate::store::{Store, StoreError, keys, watermark};
+use crate::published;
+use crate::store::{Store, StoreError};
 use crate::time::{Day, MINUTES_PER_DAY, Minute};
 
 /// Computes the series for a request.
 pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>, StoreError> {
-    let Some(mark) = watermark::read(store).await? else {
-        return Ok(Vec::new());
-    };
     let step = req.interval.minutes();
     let first = req.first_slot();
+    // The minutes that could feed the slots; a slot holds its whole interval.
+    let (lo, hi) = (first, Minute(req.last_slot().0 + step - 1));
+    let days: Vec<Day> = (lo.day().0..=hi.day().0).map(Day).collect();
+    let mut wanted = Vec::with_capacity(days.len() * req.domains.names().len());
+    for d in req.domains.names() {
+        for &day in &days {
+            wanted.push((d.clone(), day));
+        }
+    }
+    // The watermark and the buckets come from one snapshot, so a run is seen whole or not.
+    let (snap, cells) = published::read_cells(store, &wanted).await?;
+    let Some(mark) = snap.watermark else {
+        return Ok(Vec::new());
+    };
     let last = req.last_slot().min(req.interval.floor(mark));
     if last < first {
         return Ok(Vec::new());
     }
     let slots = ((last.0 - first.0) / step + 1) as usize;
-    // The minutes that feed those slots; a slot holds its whole interval.
-    let (lo, hi) = (first, Minute(last.0 + step - 1));
-
-    let days: Vec<Day> = (lo.day().0..=hi.day().0).map(Day).collect();
-    let mut wanted = Vec::with_capacity(days.len() * req.domains.names().len());
-    let mut named = Vec::with_capacity(wanted.capacity());
-    for d in req.domains.names() {
-        for &day in &days {
-            wanted.push(keys::bucket(day, d));
-            named.push((d, day));
-        }
-    }
-    let objects = store.get_many(&wanted).await?;
+    let hi = Minute(last.0 + step - 1);
 
     // 100 domains x 1,440 minutes of 2^64 - 1 each still fit: sums never saturate.
     let mut totals = vec![0u128; slots];
-    for ((key, (domain, day)), obj) in wanted.iter().zip(named).zip(objects) {
-        let Some(bytes) = obj else { continue };
-        let bucket =
-            DayBucket::decode_for(&bytes, domain, day).map_err(|e| StoreError::Corrupt {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+    for bucket in cells.into_iter().flatten() {
         let day_start = bucket.day.first_minute().0;
         let from = lo.0.max(day_start);
         let to = hi.0.min(day_start + MINUTES_PER_DAY - 1);
@@ -66,9 +59,10 @@ pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>,
 mod tests {
     use super::*;
     use crate::api::request::{ACTION, Interval, RawRequest, parse_request};
-    use crate::bucket::{MINUTES, RunId};
+    use crate::bucket::{DayBucket, MINUTES, RunId};
     use crate::domain::DomainName;
     use crate::store::{MemoryStore, Precondition};
+    use crate::store::{keys, watermark};
     use crate::time::ApiTime;
     use proptest::prelude::*;
     use std::collections::BTreeMap;

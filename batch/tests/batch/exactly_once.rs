@@ -23,6 +23,14 @@ pub async fn ledger_runs_left(store: &TestStore) -> usize {
     store.open().await.list("ledger/runs/").await.unwrap().len()
 }
 
+/// Segments published and not compacted, and segment objects in the store: once every run
+/// compacts, both are 0.
+pub async fn pending_segments(store: &TestStore) -> usize {
+    let s = store.open().await;
+    let (m, _) = srctraffic::store::manifest::read(s.as_ref()).await.unwrap();
+    m.segments.len() + s.list("segments/").await.unwrap().len()
+}
+
 #[tokio::test]
 async fn replaying_the_same_inputs_three_times_changes_nothing() {
     replay_three_times(TestStore::local()).await;
@@ -57,6 +65,8 @@ pub async fn replay_three_times(store: TestStore) {
 }
 
 /// Each scenario kills successive runs at these points; a last, clean run must end exact.
+/// Every run compacts what it published (`--compact-after 1`), so the compaction's points are
+/// passed too: after each batch of base buckets, and between unlisting and deleting segments.
 const SCENARIOS: &[&[&str]] = &[
     &["claim:1"],
     &["claim:2"],
@@ -68,18 +78,21 @@ const SCENARIOS: &[&[&str]] = &[
     &["read:6"],
     &["sealing:1"],
     &["sealed:1"],
-    &["apply:1"],
-    &["apply:2"],
-    &["apply:3"],
-    &["watermark:1"],
+    &["published:1"],
     &["committed:1"],
     &["finishing:1"],
-    &["sealed:1", "apply:1"],
+    &["compact-fold:1"],
+    &["compact-fold:2"],
+    &["compact-fold:4"],
+    &["compact-unlisted:1"],
+    &["sealed:1", "published:1"],
     &["sealing:1", "claim:1"],
-    &["apply:2", "watermark:1"],
+    &["published:1", "compact-fold:2"],
+    &["compact-fold:1", "compact-unlisted:1"],
     &["claim:3", "read:2"],
     &["read:3", "sealed:1", "committed:1"],
 ];
+const COMPACT_EVERY_RUN: &[&str] = &["--compact-after", "1"];
 
 #[tokio::test]
 async fn a_run_killed_anywhere_and_run_again_ends_exact() {
@@ -92,7 +105,7 @@ pub async fn killed_anywhere(make: impl Fn() -> TestStore) {
     for scenario in SCENARIOS {
         let store = make();
         for point in *scenario {
-            let out = aggregate_env(&store, &[logs], &[], Some(point));
+            let out = aggregate_env(&store, &[logs], COMPACT_EVERY_RUN, Some(point));
             assert_eq!(
                 out.status.signal(),
                 Some(libc_sigkill()),
@@ -101,11 +114,16 @@ pub async fn killed_anywhere(make: impl Fn() -> TestStore) {
             );
             points += 1;
         }
-        let out = aggregate(&store, &[logs], &[]);
+        let out = aggregate(&store, &[logs], COMPACT_EVERY_RUN);
         assert_ok(&out);
         assert!(
             &store_totals(&store).await == truth,
             "{scenario:?}: totals differ from the truth"
+        );
+        assert_eq!(
+            pending_segments(&store).await,
+            0,
+            "{scenario:?}: segments left pending after a compacting run"
         );
         assert_eq!(
             ledger_runs_left(&store).await,

@@ -193,10 +193,10 @@ async fn a_line_from_the_future_is_rejected_and_never_moves_the_watermark() {
         stdout(&out)
     );
     let opened = store.test_store().open().await;
-    let mark = srctraffic::store::watermark::read(opened.as_ref())
+    let (manifest, _) = srctraffic::store::manifest::read(opened.as_ref())
         .await
-        .unwrap()
         .unwrap();
+    let mark = manifest.watermark().unwrap();
     assert_eq!(mark.to_string(), "2019-12-11T00:00:00Z", "capped at now");
     let total: u64 = store_totals(&store).await.values().sum();
     assert_eq!(total, 3, "the line within the tolerance counts");
@@ -414,7 +414,7 @@ async fn a_bucket_copied_under_another_name_or_day_is_refused_not_served() {
         format!("{HEADER}{GOOD}2019-12-10T20:00:00Z,b.example.com,/x,7\n"),
     )
     .unwrap();
-    assert_ok(&aggregate(&store, &[&path], &[]));
+    assert_ok(&aggregate(&store, &[&path], &["--compact-after", "1"]));
     let buckets = store.join("buckets/2019-12-10");
     let opened = store.test_store().open().await;
     for (to, domain, day) in [
@@ -461,7 +461,7 @@ async fn a_bucket_copied_under_another_name_or_day_is_refused_not_served() {
             .unwrap();
         assert!(!out.status.success());
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("not what its key names"),
+            String::from_utf8_lossy(&out.stderr).contains("as its key says"),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -473,7 +473,7 @@ async fn a_bucket_copied_under_another_name_or_day_is_refused_not_served() {
 }
 
 #[tokio::test]
-async fn a_sealed_run_that_cannot_be_applied_blocks_no_later_run_and_finishes_once_mended() {
+async fn a_damaged_base_bucket_blocks_no_run_and_compaction_finishes_once_mended() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let write = |name: &str, body: &str| {
@@ -484,30 +484,39 @@ async fn a_sealed_run_that_cannot_be_applied_blocks_no_later_run_and_finishes_on
     let first = write("first.csv", GOOD);
     let second = write("second.csv", "2019-12-10T20:00:00Z,a.example.com,/y,20\n");
     let third = write("third.csv", "2019-12-10T20:00:00Z,b.example.com,/z,300\n");
-    assert_ok(&aggregate(&store, &[&first], &[]));
-    // Damage a.example.com's bucket: the next run touching it seals, then cannot fold in.
+    let compacting = ["--compact-after", "1"];
+    assert_ok(&aggregate(&store, &[&first], &compacting));
+    // Damage a.example.com's base bucket: the next run publishes, then cannot compact.
     let bucket = store.join("buckets/2019-12-10/a.example.com.bkt");
     let good = std::fs::read(&bucket).unwrap();
     let mut bad = good.clone();
-    bad[100] ^= 1;
+    bad[40] ^= 1;
     std::fs::write(&bucket, &bad).unwrap();
-    let out = aggregate(&store, &[&second], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    // A later run, for another domain and with the stuck run's input again, goes on.
-    let out = aggregate(&store, &[&third, &second], &[]);
+    let out = aggregate(&store, &[&second], &compacting);
     assert_ok(&out);
-    let printed = stdout(&out);
-    assert!(printed.contains("sealed, not finished yet"), "{printed}");
     assert!(
-        printed.contains("second.csv: being read by run"),
-        "{printed}"
+        stdout(&out).contains("compaction failed (the run is committed"),
+        "{}",
+        stdout(&out)
     );
-    // Mended, the next run finishes the stuck one: every line counted once.
-    std::fs::write(&bucket, &good).unwrap();
-    let out = aggregate(&store, &[&first, &second, &third], &[]);
+    // A later run for another domain goes on, and its input and the first two count once.
+    let out = aggregate(&store, &[&third, &second], &compacting);
     assert_ok(&out);
     assert!(
-        stdout(&out).contains("1 interrupted runs finished"),
+        stdout(&out).contains("1 read, 1 already committed"),
+        "{}",
+        stdout(&out)
+    );
+    // Mended, `compact` folds everything pending in: every line counted once.
+    std::fs::write(&bucket, &good).unwrap();
+    let out = bin()
+        .args(["compact", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("compacted 1 days: 2 segments"),
         "{}",
         stdout(&out)
     );
@@ -518,4 +527,8 @@ async fn a_sealed_run_that_cannot_be_applied_blocks_no_later_run_and_finishes_on
         Some(&21)
     );
     assert_eq!(totals.get(&("b.example.com".into(), minute)), Some(&300));
+    let left = std::fs::read_dir(store.join("segments/2019-12-10"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "compacted segments are deleted");
 }

@@ -2,8 +2,8 @@
 //! query path.
 
 use srctraffic::api::request::{RawRequest, parse_request};
-use srctraffic::bucket::DayBucket;
-use srctraffic::store::{LocalStore, S3Settings, S3Store, Store, keys};
+use srctraffic::published;
+use srctraffic::store::{LocalStore, S3Settings, S3Store, Store};
 use srctraffic::{Day, Minute, query};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -202,13 +202,23 @@ pub fn read_truth(path: &Path) -> Totals {
     t
 }
 
-/// Every non-zero minute in the store's buckets.
+/// Every non-zero minute the store holds as published: base buckets plus pending segments.
 pub async fn store_totals(store: &(impl AsStore + ?Sized)) -> Totals {
     let store = store.test_store().open().await;
     let mut t = Totals::new();
-    let listed = store.list(keys::BUCKETS).await.unwrap();
-    for bytes in store.get_many(&listed).await.unwrap() {
-        let b = DayBucket::decode(&bytes.unwrap()).unwrap();
+    let mut wanted = Vec::new();
+    for day in published::days(store.as_ref()).await.unwrap() {
+        for d in published::domains_of_day(store.as_ref(), day)
+            .await
+            .unwrap()
+        {
+            wanted.push((d, day));
+        }
+    }
+    let (_, cells) = published::read_cells(store.as_ref(), &wanted)
+        .await
+        .unwrap();
+    for b in cells.into_iter().flatten() {
         let first = b.day.first_minute().0;
         for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
             t.insert(

@@ -42,12 +42,12 @@ async fn the_s3_server_stopped_mid_run_then_restarted_ends_exact() {
     let mut server = S3Server::start();
     let store = TestStore::s3(&server);
     let (logs, truth) = shared_logs();
-    // Pause the run after its first batch of bucket writes, and take the server away meanwhile.
+    // Pause the run after it wrote its segments, before it seals, and take the server away.
     let run = store
         .command()
         .args(["aggregate", "--now", NOW, "--store", &store.spec])
         .arg(logs)
-        .env("SRCTRAFFIC_FAILPOINT", "apply:1:pause=1500")
+        .env("SRCTRAFFIC_FAILPOINT", "sealing:1:pause=1500")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -201,4 +201,24 @@ async fn an_s3_url_naming_an_object_reads_only_that_object() {
     assert!(stdout(&out).contains("1 found, 1 read"), "{}", stdout(&out));
     let totals = store_totals(&store).await;
     assert_eq!(totals.values().sum::<u64>(), 123, "{totals:?}");
+}
+
+#[tokio::test]
+async fn range_reads_on_s3_return_just_those_bytes() {
+    let server = S3Server::start();
+    let store = TestStore::s3(&server).open().await;
+    let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    store
+        .put(
+            "meta/r",
+            body.clone(),
+            srctraffic::store::Precondition::None,
+        )
+        .await
+        .unwrap();
+    let range = |a, n| store.get_range("meta/r", a, n);
+    assert_eq!(range(10, 5).await.unwrap().unwrap(), body[10..15]);
+    assert_eq!(range(99_990, 100).await.unwrap().unwrap(), body[99_990..]);
+    assert!(range(200_000, 10).await.unwrap().unwrap().is_empty());
+    assert_eq!(store.get_range("meta/none", 0, 10).await.unwrap(), None);
 }

@@ -7,6 +7,8 @@ use crate::time::Day;
 pub const WATERMARK: &str = "meta/watermark";
 /// The prefix of every minute bucket.
 pub const BUCKETS: &str = "buckets/";
+/// The prefix of every segment: `segments/YYYY-MM-DD/<run>.seg`.
+pub const SEGMENTS: &str = "segments/";
 
 /// Longest domain kept whole in a bucket's name. File systems allow 255 bytes a name, and the
 /// local store's temporary files add about 30 to it; a valid domain may have 253.

@@ -71,6 +71,35 @@ impl LocalStore {
         }
     }
 
+    /// Reads up to `len` bytes from `start`, on the calling thread.
+    pub fn get_range_blocking(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |source| StoreError::Io {
+            key: key.to_owned(),
+            source,
+        };
+        let mut f = match File::open(self.path(key)?) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StoreError::Unavailable(format!(
+                    "store directory {} is missing",
+                    self.root.display()
+                )));
+            }
+            Err(e) => return Err(io(e)),
+        };
+        f.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut out = Vec::new();
+        f.take(len).read_to_end(&mut out).map_err(io)?;
+        Ok(Some(out))
+    }
+
     fn get_versioned_blocking(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.get_blocking(key)?.map(|bytes| Versioned {
             version: version_of(&bytes),
@@ -346,6 +375,17 @@ impl Store for LocalStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |s| s.get_blocking(&key)).await
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |s| s.get_range_blocking(&key, start, len))
+            .await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {

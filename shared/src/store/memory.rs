@@ -33,6 +33,18 @@ impl Store for MemoryStore {
         Ok(self.with(|(_, m)| m.get(key).map(|(b, _)| b.clone())))
     }
 
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.with(|(_, m)| {
+            m.get(key)
+                .map(|(b, _)| super::slice_of(b, start, len).to_vec())
+        }))
+    }
+
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.with(|(_, m)| {
             m.get(key).map(|(b, v)| Versioned {

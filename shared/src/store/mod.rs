@@ -1,12 +1,14 @@
 //! The storage port: a narrow async key-value contract with conditional writes, which the local
 //! directory, the in-memory test store and (later) S3 all meet.
 //!
-//! Key layout (see [`keys`]): `buckets/YYYY-MM-DD/<domain>.bkt` for minute buckets,
-//! `meta/watermark` for the ingest watermark. Keys are `/`-separated segments of
+//! Key layout (see [`keys`]): `buckets/YYYY-MM-DD/<domain>.bkt` for base buckets,
+//! `segments/YYYY-MM-DD/<run>.seg` for published runs not yet compacted, `meta/manifest.json`
+//! for what is published (and `meta/watermark` in stores older than it). Keys are `/`-separated segments of
 //! `[A-Za-z0-9._-]`, never starting with a dot.
 
 pub mod keys;
 pub mod local;
+pub mod manifest;
 pub mod memory;
 pub mod s3;
 pub mod watermark;
@@ -118,6 +120,20 @@ pub trait Store: Send + Sync + Debug {
         Ok(out)
     }
 
+    /// Reads up to `len` bytes of an object from byte `start` (fewer at its end). Stores
+    /// override this to read only those bytes; the default reads the whole object.
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .get(key)
+            .await?
+            .map(|b| slice_of(&b, start, len).to_vec()))
+    }
+
     /// Reads an object with its version, for a later conditional write.
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
@@ -160,6 +176,17 @@ pub trait Store: Send + Sync + Debug {
 
     /// Removes an object; removing a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The part of `bytes` that a range read of (`start`, `len`) returns.
+pub fn slice_of(bytes: &[u8], start: u64, len: u64) -> &[u8] {
+    let from = usize::try_from(start)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let to = usize::try_from(start.saturating_add(len))
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    &bytes[from..to]
 }
 
 /// Opens a store from its setting: a directory path, `file:///abs/path`, or `s3://bucket/prefix`

@@ -66,6 +66,26 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// Reads a response body whole; a connection lost midway is the store out of reach.
+    async fn body(
+        &self,
+        key: &str,
+        body: aws_sdk_s3::primitives::ByteStream,
+    ) -> Result<Vec<u8>, StoreError> {
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "s3://{}/{}: reading the body: {e}",
+                    self.bucket,
+                    self.full(key)
+                ))
+            })?
+            .into_bytes()
+            .to_vec())
+    }
+
     /// Connects to `s3://bucket/prefix` with the standard AWS configuration.
     pub async fn connect(spec: &str, patience: Patience) -> Result<S3Store, StoreError> {
         let (bucket, prefix) = parse_spec(spec)?;
@@ -210,6 +230,37 @@ impl Store for S3Store {
         Ok(got.into_iter().map(|v| v.map(|v| v.bytes)).collect())
     }
 
+    async fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if len == 0 {
+            return Ok(self.get(key).await?.map(|_| Vec::new()));
+        }
+        let range = format!("bytes={start}-{}", start.saturating_add(len - 1));
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // A range that starts past the end: the object is shorter.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Some(Vec::new()));
+            }
+            Err(e) => return Err(self.fail(key, e)),
+        };
+        let bytes = self.body(key, out.body).await?;
+        Ok(Some(bytes))
+    }
+
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let out = match self
             .client
@@ -224,19 +275,7 @@ impl Store for S3Store {
             Err(e) => return Err(self.fail(key, e)),
         };
         let version = Version(out.e_tag().unwrap_or_default().to_owned());
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "s3://{}/{}: reading the body: {e}",
-                    self.bucket,
-                    self.full(key)
-                ))
-            })?
-            .into_bytes()
-            .to_vec();
+        let bytes = self.body(key, out.body).await?;
         Ok(Some(Versioned { bytes, version }))
     }
 
