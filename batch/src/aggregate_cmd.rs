@@ -47,8 +47,9 @@ pub struct AggregateOptions {
 /// drift a little. Later lines are rejected as `future`, and the watermark never passes now.
 pub const FUTURE_TOLERANCE_MINUTES: i64 = 5;
 
-/// At most this many days are compacted by one run: its share of compaction stays bounded.
-const COMPACT_DAYS_PER_RUN: usize = 2;
+/// At most this many compactions (merges or folds of a day) per run: its share of compaction
+/// stays bounded.
+const COMPACTIONS_PER_RUN: usize = 2;
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -313,23 +314,17 @@ pub fn run(
     let phase = Instant::now();
     let mut touched = finished.days;
     touched.extend(recovered.days.iter().copied());
-    let compactor = compact::Compactor {
-        me: run.id.to_string(),
-        ttl: opts.lease,
-        world: ledger.world().clone(),
+    let policy = compact::Policy {
+        after: opts.compact_after,
+        limit: COMPACTIONS_PER_RUN,
+        now,
     };
     // The run is committed: a compaction that fails leaves its segments pending (answers stay
     // right) and is reported, not turned into a failed run.
-    match rt.block_on(compact::compact_if_due(
-        store.as_ref(),
-        &touched,
-        opts.compact_after,
-        COMPACT_DAYS_PER_RUN,
-        &compactor,
-    )) {
+    match rt.block_on(compact::compact_if_due(&ledger, &touched, &policy)) {
         Ok(compacted) => {
             summary.compacted_segments = compacted.segments;
-            summary.objects_written += compacted.buckets;
+            summary.objects_written += compacted.objects;
         }
         Err(e) => {
             tracing::error!("compaction failed, its segments stay pending: {e}");

@@ -48,8 +48,9 @@ pub enum Command {
         /// being held in memory.
         #[arg(long, default_value_t = crate::read::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
         max_line_bytes: u64,
-        /// Compact a day this run touched once this many published segments are pending on it
-        /// (queries read each pending segment of a day they cover).
+        /// Merge a day's segments once this many are pending on one level (queries read each
+        /// pending segment of a day they cover); 1 folds every day into its base buckets at
+        /// once.
         #[arg(long, default_value_t = crate::compact::COMPACT_AFTER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
         compact_after: usize,
         /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.

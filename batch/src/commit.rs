@@ -165,6 +165,11 @@ impl Ledger {
         self.world.now()
     }
 
+    /// How long a silent run (or compaction) keeps its claim.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// The clock, host and processes this ledger asks.
     pub fn world(&self) -> &Arc<dyn World> {
         &self.world
@@ -485,12 +490,11 @@ impl Ledger {
             if !rec.segments.is_empty() {
                 m.seq += 1;
                 for r in &rec.segments {
-                    m.segments.push(Published {
-                        seq: m.seq,
-                        run: id.to_string(),
-                        day: r.day.clone(),
-                        cells: r.cells,
-                    });
+                    let day = r.day().ok_or_else(|| CommitError::Corrupt {
+                        key: ledger::run_key(id),
+                        reason: format!("bad segment day {:?}", r.day),
+                    })?;
+                    m.segments.push(Published::of_run(m.seq, id, day, r.cells));
                 }
             }
             if let Some(w) = rec.max_minute {
@@ -619,7 +623,8 @@ impl Ledger {
 
     /// Deletes segments that neither a run record nor the manifest names. The manifest is read
     /// after the listing, and a run writes its record before its segments, so a segment
-    /// written or published meanwhile is never taken.
+    /// written or published meanwhile is never taken. A merged segment is written under its
+    /// day's compaction lease, so it is left alone while a compaction holds that day.
     async fn sweep_segments(&self) -> Result<()> {
         let listed = self.store.list(keys::SEGMENTS).await?;
         if listed.is_empty() {
@@ -642,9 +647,21 @@ impl Ledger {
                 .next()
                 .and_then(|f| f.strip_suffix(".seg"))
                 .unwrap_or_default();
-            if !named.contains(&key) && !runs.contains(run) {
-                self.store.delete(&key).await?;
+            if named.contains(&key) || runs.contains(run) {
+                continue;
             }
+            if crate::compact::is_merged(&key) {
+                let day = key
+                    .strip_prefix(keys::SEGMENTS)
+                    .and_then(|k| k.split('/').next())
+                    .and_then(srctraffic::Day::parse);
+                if let Some(day) = day
+                    && crate::compact::day_busy(self, day).await?
+                {
+                    continue;
+                }
+            }
+            self.store.delete(&key).await?;
         }
         Ok(())
     }
@@ -655,7 +672,7 @@ pub(crate) mod tests {
     //! The ledger in process, against the memory store, with the clock, host and process
     //! liveness injected.
     use super::*;
-    use crate::compact::{self, Compactor};
+    use crate::compact;
     use srctraffic::store::MemoryStore;
     use srctraffic::{Day, DomainName, published};
     use std::collections::{BTreeMap, HashSet};
@@ -745,14 +762,6 @@ pub(crate) mod tests {
         out
     }
 
-    fn compactor(world: Arc<FakeWorld>) -> Compactor {
-        Compactor {
-            me: "test".into(),
-            ttl: Duration::from_secs(60),
-            world,
-        }
-    }
-
     #[tokio::test]
     async fn a_run_is_seen_whole_only_once_published() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -792,7 +801,6 @@ pub(crate) mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let world = FakeWorld::new(1);
         let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world.clone());
-        let c = compactor(world);
         let mut truth = BTreeMap::new();
         for i in 0..12u64 {
             let domain = format!("d{}.com", i % 3);
@@ -808,9 +816,7 @@ pub(crate) mod tests {
             run_with(&ledger, &[&format!("in{i}")], cells).await;
             assert_eq!(totals(store.as_ref()).await, truth, "after run {i}");
             if i % 4 == 3 {
-                let done = compact::compact_day(store.as_ref(), Day(10), &c)
-                    .await
-                    .unwrap();
+                let done = compact::compact_all(&ledger).await.unwrap();
                 assert_eq!(done.segments, 4);
                 assert_eq!(
                     totals(store.as_ref()).await,
@@ -824,15 +830,29 @@ pub(crate) mod tests {
         }
     }
 
-    /// A store that fails every write of one key, as a crash before that write would.
+    /// A store that counts the writes reaching it, and fails every write of one key after the
+    /// first `allow`, as a crash before that write would.
     #[derive(Debug)]
-    struct FailingPut {
+    struct Watched {
         inner: Arc<dyn Store>,
         key: &'static str,
+        allow: std::sync::atomic::AtomicUsize,
+        puts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Watched {
+        fn new(inner: Arc<dyn Store>, key: &'static str, allow: usize) -> Arc<Watched> {
+            Arc::new(Watched {
+                inner,
+                key,
+                allow: allow.into(),
+                puts: 0.into(),
+            })
+        }
     }
 
     #[async_trait::async_trait]
-    impl Store for FailingPut {
+    impl Store for Watched {
         async fn get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, StoreError> {
             self.inner.get(key).await
         }
@@ -848,7 +868,13 @@ pub(crate) mod tests {
             bytes: Vec<u8>,
             when: Precondition,
         ) -> std::result::Result<Version, StoreError> {
-            if key == self.key {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            if key == self.key
+                && self
+                    .allow
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+            {
                 return Err(StoreError::Unavailable("injected".into()));
             }
             self.inner.put(key, bytes, when).await
@@ -874,16 +900,11 @@ pub(crate) mod tests {
             )
             .await;
         }
-        let broken = FailingPut {
-            inner: store.clone(),
-            key: manifest::KEY,
-        };
-        // The bases are folded, the manifest cannot be written: the segments stay listed.
-        assert!(
-            compact::compact_day(&broken, Day(10), &compactor(world.clone()))
-                .await
-                .is_err()
-        );
+        let broken = Watched::new(store.clone(), manifest::KEY, 1);
+        // Marked, the bases folded, then the manifest cannot be written: the segments stay
+        // listed (and marked).
+        let cut = Ledger::with_world(broken, Duration::from_secs(60), world.clone());
+        assert!(compact::compact_all(&cut).await.is_err());
         let base = store
             .get(&keys::bucket(Day(10), &DomainName::parse("a.com").unwrap()))
             .await
@@ -893,10 +914,8 @@ pub(crate) mod tests {
         // A run published meanwhile is not in the bases yet, and counts once.
         run_with(&ledger, &["in9"], vec![cell("a.com", 10, 1, 1)]).await;
         assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 31);
-        let done = compact::compact_day(store.as_ref(), Day(10), &compactor(world))
-            .await
-            .unwrap();
-        assert_eq!((done.segments, done.buckets), (4, 1));
+        let done = compact::compact_all(&ledger).await.unwrap();
+        assert_eq!((done.segments, done.objects), (4, 1));
         assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 31);
     }
 
@@ -908,9 +927,7 @@ pub(crate) mod tests {
         run_with(&ledger, &["a"], vec![cell("a.com", 10, 1, 10)]).await;
         let (old, _) = manifest::read(store.as_ref()).await.unwrap();
         run_with(&ledger, &["b"], vec![cell("a.com", 10, 1, 5)]).await;
-        compact::compact_day(store.as_ref(), Day(10), &compactor(world))
-            .await
-            .unwrap();
+        compact::compact_all(&ledger).await.unwrap();
         // Put the older manifest back: the base now holds a run it does not publish. A reader
         // must not answer from that mix; it reads again and, the store never settling, says so.
         let bytes = serde_json::to_vec(&old).unwrap();
@@ -1003,5 +1020,92 @@ pub(crate) mod tests {
         b.recover().await.unwrap();
         assert_eq!(store.list(keys::SEGMENTS).await.unwrap().len(), 1);
         assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 2);
+    }
+
+    #[tokio::test]
+    async fn small_frequent_runs_merge_level_by_level_and_write_few_objects() {
+        let counting = Watched::new(Arc::new(MemoryStore::new()), "", usize::MAX);
+        let store: Arc<dyn Store> = counting.clone();
+        let world = FakeWorld::new(1);
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), world);
+        // The day is not over by the data clock: segments merge, nothing folds.
+        let policy = compact::Policy {
+            after: 8,
+            limit: 2,
+            now: 10 * 86_400 + 3600,
+        };
+        let mut truth: BTreeMap<(String, i32, usize), u64> = BTreeMap::new();
+        let runs = 40;
+        for i in 0..runs {
+            let cells: Vec<DayBucket> = (0..1000)
+                .map(|d| cell(&format!("d{d}.com"), 10, i % 60, 1 + (d % 7) as u64))
+                .collect();
+            for c in &cells {
+                *truth.entry((c.domain.to_string(), 10, i % 60)).or_default() += c.minutes[i % 60];
+            }
+            run_with(&ledger, &[&format!("in{i}")], cells).await;
+            compact::compact_if_due(&ledger, &[Day(10)], &policy)
+                .await
+                .unwrap();
+            let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+            assert!(m.segments.len() <= 3 * 8, "{} pending", m.segments.len());
+        }
+        assert_eq!(totals(store.as_ref()).await, truth);
+        let per_run = counting.puts.load(Ordering::SeqCst) as f64 / runs as f64;
+        eprintln!("{per_run:.2} objects written per run");
+        assert!(per_run <= 20.0, "{per_run} objects written per run");
+        assert!(store.list(keys::BUCKETS).await.unwrap().is_empty());
+        let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+        // 40 = 5 merges of 8 at level 0, nothing left there.
+        assert_eq!(
+            m.segments.iter().map(|p| p.level).collect::<Vec<_>>(),
+            [1, 1, 1, 1, 1]
+        );
+        // Once the day is over, the next run folds it into the base buckets.
+        let later = compact::Policy {
+            now: 11 * 86_400 + compact::DAY_OVER_GRACE,
+            ..policy
+        };
+        let done = compact::compact_if_due(&ledger, &[], &later).await.unwrap();
+        assert_eq!((done.folded_days, done.objects), (1, 1000));
+        assert_eq!(totals(store.as_ref()).await, truth);
+        assert!(
+            manifest::read(store.as_ref())
+                .await
+                .unwrap()
+                .0
+                .segments
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_published_twice_counts_once_through_merges_and_folds() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), FakeWorld::new(1));
+        run_with(&ledger, &["a"], vec![cell("a.com", 10, 0, 5)]).await;
+        // A recovery race published it twice.
+        manifest::update::<StoreError>(store.as_ref(), |m| {
+            let again = m.segments[0].clone();
+            m.segments.push(again);
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 5);
+        run_with(&ledger, &["b"], vec![cell("a.com", 10, 0, 1)]).await;
+        let policy = compact::Policy {
+            after: 2,
+            limit: 1,
+            now: 0,
+        };
+        let done = compact::compact_if_due(&ledger, &[], &policy)
+            .await
+            .unwrap();
+        assert_eq!(done.merges, 1);
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 6);
+        compact::compact_all(&ledger).await.unwrap();
+        assert_eq!(totals(store.as_ref()).await.values().sum::<u64>(), 6);
+        assert!(store.list(keys::SEGMENTS).await.unwrap().is_empty());
     }
 }

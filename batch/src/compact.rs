@@ -1,56 +1,86 @@
-//! Compaction: folds a day's published segments into its base buckets, exactly once, without
-//! ever changing an answer.
+//! Compaction keeps what a query reads per (domain, day) bounded, and the writes it costs
+//! small, without ever changing an answer. It works in two ways, like a log-structured merge
+//! tree:
 //!
-//! 1. Take the day's compaction lease (`meta/compact/<day>.json`, create-if-absent, taken over
-//!    once expired), so that concurrent runs do not do the same work twice. The lease is only an
-//!    economy: the steps below are safe without it.
-//! 2. Read the manifest; the day's pending segments are the work.
-//! 3. Fold each domain's cells into its base bucket with compare-and-swap. A bucket remembers
-//!    the runs it holds (so a fold is done once) and the highest publish sequence number it
-//!    holds (so a reader with an older manifest knows to read again).
-//! 4. Take the segments out of the manifest (compare-and-swap), then delete them.
+//! - **Merge**: once a day has [`Policy::after`] segments on one level, they become one
+//!   segment on the next level (one object written, one manifest write). Frequent small runs
+//!   cost a fraction of an object each, whatever the number of domains they touch.
+//! - **Fold**: a day that is over (its end plus [`DAY_OVER_GRACE`] has passed on the data
+//!   clock), a day whose top level is full, and `srctraffic-batch compact` fold the day's
+//!   segments into its per-domain base buckets: mark them in the manifest (a merge never takes
+//!   a marked segment), fold each domain's cells into its base with compare-and-swap, take the
+//!   segments out of the manifest, delete them.
 //!
-//! A crash anywhere leaves either the segments pending (and the bases holding some of them,
-//! which readers and the next compaction skip) or segments unlisted but not yet deleted
-//! (swept by the next run's recovery).
+//! A base bucket remembers the runs it holds (a fold is done once) and the highest publish
+//! sequence number it holds (a reader with an older manifest reads again). A day's lease
+//! (`meta/compact/<day>.json`) keeps concurrent runs from doing the same work twice; the steps
+//! are safe without it. A crash leaves segments marked (the next compaction finishes the fold
+//! first), or a merged segment not yet published, or old segments unlisted and not deleted
+//! (both swept by the next run's recovery).
 
-use crate::commit::{CommitError, World};
+use crate::commit::{CommitError, Ledger};
 use crate::failpoint;
 use serde::{Deserialize, Serialize};
-use srctraffic::Day;
 use srctraffic::bucket::{DayBucket, RunId};
 use srctraffic::segment;
-use srctraffic::store::manifest::{self, Published};
+use srctraffic::store::manifest::{self, Manifest, Published};
 use srctraffic::store::{Precondition, Store, StoreError, keys};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use srctraffic::{Day, DomainName};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
-/// By default, a day is compacted by the run that finds this many segments pending on it.
+/// By default a day's level is merged once it holds this many segments.
 pub const COMPACT_AFTER: usize = 8;
+/// Segments merge up to this level; a full top level is folded into the base buckets. With
+/// `after` = 8 a day holds at most 8 segments a level, 24 in all, before it is folded.
+pub const TOP_LEVEL: u8 = 2;
+/// How long after a day ends its late lines may still come; after that its segments fold.
+pub const DAY_OVER_GRACE: i64 = 2 * 3600;
 /// Base buckets read and written per round trip.
 const BATCH: usize = 256;
+/// Prefix of a merged segment's name (a run's own is its run id).
+const MERGED: &str = "m-";
+
+/// When a run compacts.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Merge a level once it holds this many segments.
+    pub after: usize,
+    /// At most this many compactions per run: its share stays bounded.
+    pub limit: usize,
+    /// The data clock, unix seconds: days over by it are folded.
+    pub now: i64,
+}
 
 /// What compacting did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Compacted {
-    /// Days compacted.
-    pub days: usize,
-    /// Segments folded in and removed.
+    /// Days folded.
+    pub folded_days: usize,
+    /// Merges done.
+    pub merges: usize,
+    /// Segments taken out of the manifest (merged or folded).
     pub segments: usize,
-    /// Base buckets written.
-    pub buckets: usize,
+    /// Objects written: base buckets and merged segments.
+    pub objects: usize,
     /// Days another process was compacting.
     pub busy: usize,
 }
 
 impl Compacted {
     fn add(&mut self, o: Compacted) {
-        self.days += o.days;
+        self.folded_days += o.folded_days;
+        self.merges += o.merges;
         self.segments += o.segments;
-        self.buckets += o.buckets;
+        self.objects += o.objects;
         self.busy += o.busy;
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Fold,
+    Merge(u8),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,148 +102,285 @@ fn corrupt(key: &str, reason: impl ToString) -> CommitError {
     }
 }
 
-/// Who compacts, and how it tells whether another compaction still lives: the same clock,
-/// host and process checks as the ledger's.
-#[derive(Debug, Clone)]
-pub struct Compactor {
-    /// A name for this compaction (the run id, or one made up for `compact`).
-    pub me: String,
-    /// How long a compaction's lease lasts without renewal.
-    pub ttl: Duration,
-    /// The clock, host and processes.
-    pub world: Arc<dyn World>,
+/// Whether a lease object is held by a live compaction.
+fn live(bytes: &[u8], ledger: &Ledger) -> bool {
+    let world = ledger.world();
+    serde_json::from_slice::<Lease>(bytes).is_ok_and(|l| {
+        l.expires >= world.now() && (l.host != world.host() || world.pid_alive(l.pid))
+    })
 }
 
-/// Takes the day's lease; `false` if another live process holds it.
-async fn take_lease(store: &dyn Store, day: Day, c: &Compactor) -> Result<bool, CommitError> {
+/// Takes the day's lease; `false` if a live compaction holds it.
+async fn take_lease(ledger: &Ledger, day: Day, me: &str) -> Result<bool, CommitError> {
+    let store = ledger.store();
+    let world = ledger.world();
     let key = lease_key(day);
-    let now = c.world.now();
-    let host = c.world.host();
     let mine = serde_json::to_vec(&Lease {
-        holder: c.me.clone(),
-        host: host.clone(),
-        pid: c.world.pid(),
-        expires: now + c.ttl.as_secs() as i64,
+        holder: me.to_owned(),
+        host: world.host(),
+        pid: world.pid(),
+        expires: world.now() + ledger.lease().as_secs() as i64,
     })
     .unwrap_or_default();
     loop {
-        match store.get_versioned(&key).await? {
-            None => match store.put(&key, mine.clone(), Precondition::Absent).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            },
-            Some(v) => {
-                // An unreadable lease is as good as expired: it guards no data.
-                let expired = serde_json::from_slice::<Lease>(&v.bytes)
-                    .map(|l| l.expires < now || (l.host == host && !c.world.pid_alive(l.pid)))
-                    .unwrap_or(true);
-                if !expired {
-                    return Ok(false);
-                }
-                match store
-                    .put(&key, mine.clone(), Precondition::Matches(v.version))
-                    .await
-                {
-                    Ok(_) => return Ok(true),
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let when = match store.get_versioned(&key).await? {
+            None => Precondition::Absent,
+            Some(v) if live(&v.bytes, ledger) => return Ok(false),
+            Some(v) => Precondition::Matches(v.version),
+        };
+        match store.put(&key, mine.clone(), when).await {
+            Ok(_) => return Ok(true),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Compacts the days whose pending segments reached `after`, at most `limit` of them: the
-/// days this run touched first, then the fullest. That is the bounded share of compaction a
-/// run takes on; a run with nothing new to read still does its share.
+/// Whether a live compaction holds the day's lease.
+pub async fn day_busy(ledger: &Ledger, day: Day) -> Result<bool, CommitError> {
+    Ok(match ledger.store().get(&lease_key(day)).await? {
+        Some(b) => live(&b, ledger),
+        None => false,
+    })
+}
+
+/// What a day needs, if anything.
+fn due(m: &Manifest, day: Day, policy: &Policy) -> Option<Action> {
+    let entries: Vec<&Published> = m.of_day(day).collect();
+    if entries.is_empty() {
+        return None;
+    }
+    let over = (i64::from(day.0) + 1) * 86_400 + DAY_OVER_GRACE <= policy.now;
+    if over || policy.after <= 1 || entries.iter().any(|p| p.folding) {
+        return Some(Action::Fold);
+    }
+    for level in 0..=TOP_LEVEL {
+        let n = entries.iter().filter(|p| p.level == level).count();
+        if n >= policy.after {
+            return Some(if level == TOP_LEVEL {
+                Action::Fold
+            } else {
+                Action::Merge(level)
+            });
+        }
+    }
+    None
+}
+
+/// Does the compaction that is due, at most `policy.limit` of it: days this run touched
+/// first. A run with nothing new to read still does its share.
 pub async fn compact_if_due(
-    store: &dyn Store,
+    ledger: &Ledger,
     touched: &[Day],
-    after: usize,
-    limit: usize,
-    c: &Compactor,
+    policy: &Policy,
 ) -> Result<Compacted, CommitError> {
-    let (m, _) = manifest::read(store).await?;
-    let mut due: Vec<(Day, usize)> = m
-        .pending_days()
-        .into_iter()
-        .filter(|(_, n)| *n >= after.max(1))
-        .collect();
-    due.sort_by_key(|(d, n)| (!touched.contains(d), std::cmp::Reverse(*n)));
     let mut done = Compacted::default();
-    for (day, _) in due.into_iter().take(limit) {
-        done.add(compact_day(store, day, c).await?);
+    for _ in 0..policy.limit {
+        let (m, _) = manifest::read(ledger.store().as_ref()).await?;
+        let mut days: Vec<(Day, usize)> = m.pending_days();
+        days.sort_by_key(|(d, n)| (!touched.contains(d), std::cmp::Reverse(*n)));
+        let Some((day, action)) = days
+            .iter()
+            .find_map(|(d, _)| due(&m, *d, policy).map(|a| (*d, a)))
+        else {
+            break;
+        };
+        let step = compact_day(ledger, day, action, policy.after).await?;
+        let stop = step.busy > 0;
+        done.add(step);
+        if stop {
+            break;
+        }
     }
     Ok(done)
 }
 
-/// Compacts every day with pending segments.
-pub async fn compact_all(store: &dyn Store, c: &Compactor) -> Result<Compacted, CommitError> {
-    let (m, _) = manifest::read(store).await?;
+/// Folds every day with segments into its base buckets.
+pub async fn compact_all(ledger: &Ledger) -> Result<Compacted, CommitError> {
+    let (m, _) = manifest::read(ledger.store().as_ref()).await?;
     let mut done = Compacted::default();
     for (day, _) in m.pending_days() {
-        done.add(compact_day(store, day, c).await?);
+        done.add(compact_day(ledger, day, Action::Fold, COMPACT_AFTER).await?);
     }
     Ok(done)
 }
 
-/// Compacts one day, if no other process is.
-pub async fn compact_day(
-    store: &dyn Store,
+async fn compact_day(
+    ledger: &Ledger,
     day: Day,
-    c: &Compactor,
+    action: Action,
+    after: usize,
 ) -> Result<Compacted, CommitError> {
-    if !take_lease(store, day, c).await? {
+    let me = RunId::random().to_string();
+    if !take_lease(ledger, day, &me).await? {
         return Ok(Compacted {
             busy: 1,
             ..Compacted::default()
         });
     }
-    let result = fold_day(store, day).await;
+    let store = ledger.store().as_ref();
+    let result = match action {
+        Action::Fold => fold_day(store, day).await,
+        Action::Merge(level) => merge(store, day, level, after).await,
+    };
     // The lease guards work, not data: leaving it after a failure only delays the next try.
     store.delete(&lease_key(day)).await?;
     result
 }
 
-async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError> {
-    let (m, _) = manifest::read(store).await?;
-    let mut work: Vec<(Published, RunId)> = Vec::new();
-    let mut seen = HashSet::new();
-    for p in m.of_day(day) {
-        let run = p
-            .run_id()
-            .ok_or_else(|| corrupt(manifest::KEY, format!("bad run id {:?}", p.run)))?;
-        if seen.insert(run) {
-            work.push((p.clone(), run));
-        }
-    }
-    if work.is_empty() {
-        return Ok(Compacted::default());
-    }
-    let keys_: Vec<String> = work.iter().map(|(p, _)| p.key()).collect();
-    let bodies = store.get_many(&keys_).await?;
-    // Each domain's cells, with the run and sequence number that published them.
-    let mut by_domain: BTreeMap<srctraffic::DomainName, Vec<(RunId, u64, DayBucket)>> =
-        BTreeMap::new();
-    for (((p, run), key), body) in work.iter().zip(&keys_).zip(bodies) {
+/// Reads segments whole and checks their day; `None` if one is gone (taken by a concurrent
+/// compaction after the manifest was read).
+async fn read_segments(
+    store: &dyn Store,
+    day: Day,
+    entries: &[Published],
+) -> Result<Option<Vec<Vec<DayBucket>>>, CommitError> {
+    let keys_: Vec<String> = entries.iter().map(Published::key).collect();
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, body) in keys_.iter().zip(store.get_many(&keys_).await?) {
         let Some(body) = body else {
-            // Listed but gone: another compaction finished it after our manifest read.
-            let (now_m, _) = manifest::read(store).await?;
-            if now_m.segments.iter().any(|q| q.key() == *key) {
+            let (now, _) = manifest::read(store).await?;
+            if now.segments.iter().any(|q| q.key() == *key) {
                 return Err(corrupt(key, "published segment is missing"));
             }
-            return Ok(Compacted::default());
+            return Ok(None);
         };
         let (seg_day, cells) = segment::decode_all(&body).map_err(|e| corrupt(key, e))?;
         if seg_day != day {
             return Err(corrupt(key, format!("holds day {seg_day}, not {day}")));
         }
+        out.push(cells);
+    }
+    Ok(Some(out))
+}
+
+/// Each object once, in publication order.
+fn unique(entries: impl Iterator<Item = Published>) -> Vec<Published> {
+    let mut seen = HashSet::new();
+    entries.filter(|p| seen.insert(p.key())).collect()
+}
+
+/// Merges the oldest `after` segments of a level into one on the next level.
+async fn merge(
+    store: &dyn Store,
+    day: Day,
+    level: u8,
+    after: usize,
+) -> Result<Compacted, CommitError> {
+    let (m, _) = manifest::read(store).await?;
+    let mut picked = unique(
+        m.of_day(day)
+            .filter(|p| p.level == level && !p.folding)
+            .cloned(),
+    );
+    picked.sort_by_key(|p| p.seq);
+    picked.truncate(after);
+    if picked.len() < after.max(2) {
+        return Ok(Compacted::default());
+    }
+    let Some(parts) = read_segments(store, day, &picked).await? else {
+        return Ok(Compacted::default());
+    };
+    let mut sums: BTreeMap<DomainName, DayBucket> = BTreeMap::new();
+    for cells in parts {
+        for c in cells {
+            match sums.get_mut(&c.domain) {
+                Some(sum) => sum.add(&c).map_err(|e| corrupt(&picked[0].key(), e))?,
+                None => {
+                    sums.insert(c.domain.clone(), c);
+                }
+            }
+        }
+    }
+    let mut runs = BTreeSet::new();
+    for p in &picked {
+        let rs = p
+            .runs()
+            .ok_or_else(|| corrupt(manifest::KEY, format!("bad run ids in {}", p.key())))?;
+        runs.extend(rs.into_iter().map(|r| r.to_string()));
+    }
+    let cells: Vec<DayBucket> = sums.into_values().collect();
+    let merged = Published {
+        seq: picked.iter().map(|p| p.seq).max().unwrap_or(0),
+        run: format!("{MERGED}{}", RunId::random()),
+        merged: runs.into_iter().collect(),
+        day: day.to_string(),
+        cells: cells.len() as u64,
+        level: level + 1,
+        folding: false,
+    };
+    let key = merged.key();
+    store
+        .put(&key, segment::encode(day, &cells), Precondition::Absent)
+        .await?;
+    failpoint::hit("merge-written");
+    let gone: HashSet<String> = picked.iter().map(Published::key).collect();
+    let replaced = manifest::update::<CommitError>(store, |m| {
+        // Every picked segment still listed and not being folded, or the merge is void.
+        let listed: HashSet<String> = m
+            .segments
+            .iter()
+            .filter(|p| !p.folding)
+            .map(Published::key)
+            .collect();
+        if !gone.iter().all(|k| listed.contains(k)) {
+            return Ok(false);
+        }
+        m.segments.retain(|p| !gone.contains(&p.key()));
+        m.segments.push(merged.clone());
+        Ok(true)
+    })
+    .await?;
+    if !replaced.segments.iter().any(|p| p.key() == key) {
+        store.delete(&key).await?;
+        return Ok(Compacted::default());
+    }
+    failpoint::hit("merge-published");
+    for k in &gone {
+        store.delete(k).await?;
+    }
+    Ok(Compacted {
+        merges: 1,
+        segments: picked.len(),
+        objects: 1,
+        ..Compacted::default()
+    })
+}
+
+/// Folds a day's segments into its base buckets.
+async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError> {
+    // Mark them first: from here on no merge takes them, so every base holds all of a
+    // segment's runs or none.
+    let marked = manifest::update::<CommitError>(store, |m| {
+        let mut changed = false;
+        for p in m.segments.iter_mut() {
+            if p.day() == Some(day) && !p.folding {
+                p.folding = true;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    })
+    .await?;
+    let work = unique(marked.of_day(day).filter(|p| p.folding).cloned());
+    if work.is_empty() {
+        return Ok(Compacted::default());
+    }
+    failpoint::hit("fold-marked");
+    let Some(parts) = read_segments(store, day, &work).await? else {
+        return Ok(Compacted::default());
+    };
+    // Each domain's cells, with the runs and sequence number that published them.
+    let mut by_domain: BTreeMap<DomainName, Vec<(Vec<RunId>, u64, DayBucket)>> = BTreeMap::new();
+    for (p, cells) in work.iter().zip(parts) {
+        let runs = p
+            .runs()
+            .ok_or_else(|| corrupt(manifest::KEY, format!("bad run ids in {}", p.key())))?;
         for c in cells {
             by_domain
                 .entry(c.domain.clone())
                 .or_default()
-                .push((*run, p.seq, c));
+                .push((runs.clone(), p.seq, c));
         }
     }
     let domains: Vec<_> = by_domain.into_iter().collect();
@@ -222,7 +389,7 @@ async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError>
         written += fold_batch(store, day, batch).await?;
         failpoint::hit("compact-fold");
     }
-    let gone: HashSet<String> = keys_.iter().cloned().collect();
+    let gone: HashSet<String> = work.iter().map(Published::key).collect();
     manifest::update::<CommitError>(store, |m| {
         let before = m.segments.len();
         m.segments.retain(|p| !gone.contains(&p.key()));
@@ -230,18 +397,18 @@ async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError>
     })
     .await?;
     failpoint::hit("compact-unlisted");
-    for key in &keys_ {
+    for key in &gone {
         store.delete(key).await?;
     }
     Ok(Compacted {
-        days: 1,
+        folded_days: 1,
         segments: work.len(),
-        buckets: written,
-        busy: 0,
+        objects: written,
+        ..Compacted::default()
     })
 }
 
-type DomainCells = (srctraffic::DomainName, Vec<(RunId, u64, DayBucket)>);
+type DomainCells = (DomainName, Vec<(Vec<RunId>, u64, DayBucket)>);
 
 /// Folds each domain's cells into its base bucket; retries a bucket that changed meanwhile.
 async fn fold_batch(
@@ -267,9 +434,9 @@ async fn fold_batch(
                 ),
             };
             let mut changed = false;
-            for (run, seq, cell) in cells {
+            for (runs, seq, cell) in cells {
                 changed |= bucket
-                    .fold(*run, *seq, cell)
+                    .fold_runs(runs, *seq, cell)
                     .map_err(|e| corrupt(&key, e))?;
             }
             if changed {
@@ -292,4 +459,11 @@ async fn fold_batch(
         }
     }
     Ok(written)
+}
+
+/// Whether a segment key names a merged segment (not a run's own).
+pub fn is_merged(key: &str) -> bool {
+    key.rsplit('/')
+        .next()
+        .is_some_and(|f| f.starts_with(MERGED))
 }

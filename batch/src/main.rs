@@ -190,17 +190,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let opened = rt
                 .block_on(srctraffic::store::open(&store, Patience::Run))
                 .with_context(|| format!("opening store {store}"))?;
-            let compactor = compact::Compactor {
-                me: format!("compact-{}", srctraffic::bucket::RunId::random()),
-                ttl: Duration::from_secs(lease),
-                world: std::sync::Arc::new(srctraffic_batch::commit::RealWorld),
-            };
-            let done = rt.block_on(compact::compact_all(opened.as_ref(), &compactor))?;
+            let ledger = srctraffic_batch::commit::Ledger::new(opened, Duration::from_secs(lease));
+            let done = rt.block_on(compact::compact_all(&ledger))?;
             say(format_args!(
                 "compacted {} days: {} segments into {} buckets{}",
-                done.days,
+                done.folded_days,
                 done.segments,
-                done.buckets,
+                done.objects,
                 if done.busy > 0 {
                     format!(
                         " ({} days left to another compaction in progress)",

@@ -232,6 +232,25 @@ impl DayBucket {
         Ok(true)
     }
 
+    /// Folds a merged segment's cell in, once: it holds several runs, and a bucket holds all
+    /// of them or none.
+    pub fn fold_runs(
+        &mut self,
+        runs: &[RunId],
+        seq: u64,
+        cell: &DayBucket,
+    ) -> Result<bool, BucketError> {
+        if runs.is_empty() || runs.iter().any(|r| self.holds(*r)) {
+            return Ok(false);
+        }
+        self.add(cell)?;
+        self.runs.extend_from_slice(runs);
+        self.runs.sort_unstable();
+        self.runs.dedup();
+        self.seq = self.seq.max(seq);
+        Ok(true)
+    }
+
     /// Folds bytes alone in, once, as [`DayBucket::fold`] does: for tests and tools that have
     /// nothing but byte totals.
     pub fn apply(&mut self, run: RunId, bytes: &[u64; MINUTES]) -> Result<bool, BucketError> {

@@ -75,16 +75,17 @@ async fn index_of(store: &dyn Store, key: &str) -> Result<Option<(Index, Vec<u8>
     Ok(Some((index, prefix)))
 }
 
-/// The pending segments of the wanted days, each run once (a run published twice by a
-/// recovery race counts once), with their run ids.
+/// The pending segments of the wanted days, each object once (a run published twice by a
+/// recovery race counts once), with the first run each holds (a base holds all of an entry's
+/// runs or none).
 fn pending<'m>(m: &'m Manifest, days: &[Day]) -> Vec<(&'m Published, RunId)> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for p in &m.segments {
-        let (Some(day), Some(run)) = (p.day(), p.run_id()) else {
+        let (Some(day), Some(run)) = (p.day(), p.runs().and_then(|r| r.first().copied())) else {
             continue;
         };
-        if days.contains(&day) && seen.insert((run, day)) {
+        if days.contains(&day) && seen.insert(p.key()) {
             out.push((p, run));
         }
     }

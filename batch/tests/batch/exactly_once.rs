@@ -81,6 +81,7 @@ const SCENARIOS: &[&[&str]] = &[
     &["published:1"],
     &["committed:1"],
     &["finishing:1"],
+    &["fold-marked:1"],
     &["compact-fold:1"],
     &["compact-fold:2"],
     &["compact-fold:4"],
@@ -142,6 +143,59 @@ pub async fn killed_anywhere(make: impl Fn() -> TestStore) {
 
 fn libc_sigkill() -> i32 {
     9
+}
+
+#[tokio::test]
+async fn a_merge_or_fold_killed_anywhere_ends_exact() {
+    merges_and_folds_killed(TestStore::local).await;
+}
+
+/// Two runs leave two segments on a day; the second merges them (`--compact-after 2`), and
+/// `compact` folds them: each killed at each of its points, then done again.
+pub async fn merges_and_folds_killed(make: impl Fn() -> TestStore) {
+    let (logs, truth) = shared_logs();
+    let (a, b) = halves(logs);
+    let merging = ["--compact-after", "2"];
+    let compact = |store: &TestStore, point: Option<&str>| {
+        let mut c = store.command();
+        c.args(["compact", "--store", &store.spec]);
+        if let Some(p) = point {
+            c.env("SRCTRAFFIC_FAILPOINT", p);
+        }
+        c.output().unwrap()
+    };
+    for point in ["merge-written:1", "merge-published:1"] {
+        let store = make();
+        let a: Vec<&Path> = a.iter().map(PathBuf::as_path).collect();
+        let b: Vec<&Path> = b.iter().map(PathBuf::as_path).collect();
+        assert_ok(&aggregate(&store, &a, &merging));
+        let out = aggregate_env(&store, &b, &merging, Some(point));
+        assert_eq!(
+            out.status.signal(),
+            Some(libc_sigkill()),
+            "{point}: {}",
+            stdout(&out)
+        );
+        assert!(
+            &store_totals(&store).await == truth,
+            "{point}: after the kill"
+        );
+        assert_ok(&aggregate(&store, &[logs], &merging));
+        assert!(&store_totals(&store).await == truth, "{point}: after a run");
+        for fold_point in ["fold-marked:1", "compact-fold:1", "compact-unlisted:1"] {
+            let out = compact(&store, Some(fold_point));
+            assert_eq!(out.status.signal(), Some(libc_sigkill()), "{fold_point}");
+            assert!(
+                &store_totals(&store).await == truth,
+                "{fold_point}: after the kill"
+            );
+        }
+        assert_ok(&compact(&store, None));
+        assert!(&store_totals(&store).await == truth, "{point}: compacted");
+        assert_ok(&aggregate(&store, &[logs], &merging));
+        assert_eq!(pending_segments(&store).await, 0, "{point}: segments left");
+        assert!(&store_totals(&store).await == truth, "{point}: at the end");
+    }
 }
 
 fn halves(logs: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {

@@ -4,8 +4,8 @@
 
 use crate::e2e::round_trip_on;
 use crate::exactly_once::{
-    disjoint_halves, killed_anywhere, ledger_runs_left, replay_three_times, same_inputs_at_once,
-    shared_logs,
+    disjoint_halves, killed_anywhere, ledger_runs_left, merges_and_folds_killed,
+    replay_three_times, same_inputs_at_once, shared_logs,
 };
 use crate::helpers::*;
 
@@ -26,6 +26,7 @@ async fn on_s3_replaying_three_times_changes_nothing() {
 async fn on_s3_a_run_killed_anywhere_and_run_again_ends_exact() {
     let server = S3Server::start();
     killed_anywhere(|| TestStore::s3(&server)).await;
+    merges_and_folds_killed(|| TestStore::s3(&server)).await;
 }
 
 /// Concurrent runs rely on conditional writes being atomic, as on S3; the test server makes

@@ -14,23 +14,54 @@ use serde::{Deserialize, Serialize};
 /// The manifest's key.
 pub const KEY: &str = "meta/manifest.json";
 
-/// One published segment: one run's cells of one day.
+/// One published segment: one run's cells of one day, or several runs' merged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
-    /// The publish sequence number of its run (all segments of a run share it).
+    /// The publish sequence number of its run (all segments of a run share it); for a merged
+    /// segment, the highest of its runs'.
     pub seq: u64,
-    /// The run, 32 hex digits.
+    /// The run, 32 hex digits; for a merged segment, the id of the merge (which names it).
     pub run: String,
+    /// For a merged segment, the runs it holds; empty for a run's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<String>,
     /// The day, `YYYY-MM-DD`.
     pub day: String,
     /// How many (domain, day) cells it holds.
     pub cells: u64,
+    /// 0 for a run's own segment, one more than its inputs' for a merged one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub level: u8,
+    /// Being folded into the base buckets: a merge must not take it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folding: bool,
+}
+
+fn is_zero(v: &u8) -> bool {
+    *v == 0
 }
 
 impl Published {
-    /// The run id, if well formed.
-    pub fn run_id(&self) -> Option<RunId> {
-        RunId::parse(&self.run)
+    /// A run's own segment of a day.
+    pub fn of_run(seq: u64, run: RunId, day: Day, cells: u64) -> Published {
+        Published {
+            seq,
+            run: run.to_string(),
+            merged: Vec::new(),
+            day: day.to_string(),
+            cells,
+            level: 0,
+            folding: false,
+        }
+    }
+
+    /// The runs whose cells it holds, if every id is well formed. A base bucket holds all of
+    /// them or none (a segment being folded is never merged).
+    pub fn runs(&self) -> Option<Vec<RunId>> {
+        if self.merged.is_empty() {
+            return RunId::parse(&self.run).map(|r| vec![r]);
+        }
+        self.merged.iter().map(|r| RunId::parse(r)).collect()
     }
 
     /// The day, if well formed.
@@ -79,10 +110,12 @@ impl Manifest {
         self.segments.iter().filter(move |p| p.day == day)
     }
 
-    /// Whether a run has any pending segment, or published with no cells.
+    /// Whether a run has any pending segment, its own or merged.
     pub fn holds_run(&self, run: RunId) -> bool {
         let run = run.to_string();
-        self.segments.iter().any(|p| p.run == run)
+        self.segments
+            .iter()
+            .any(|p| p.run == run || p.merged.contains(&run))
     }
 
     /// Days with pending segments, and how many each, sorted by day.
