@@ -532,3 +532,106 @@ async fn a_damaged_base_bucket_blocks_no_run_and_compaction_finishes_once_mended
         .unwrap_or(0);
     assert_eq!(left, 0, "compacted segments are deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_during_runs_see_each_run_whole() {
+    // Every file adds the same bytes to a.example.com on one day and to b.example.com on the
+    // next, with 300 domains between them in the store's order: a reader that ever sees part
+    // of a run sees the two differ.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut files = Vec::new();
+    for i in 0..12u64 {
+        let path = dir.path().join(format!("in{i:02}.csv"));
+        let mut body = String::from(HEADER);
+        body.push_str(&format!(
+            "2019-12-09T10:00:00Z,a.example.com,/x,{}\n",
+            i + 1
+        ));
+        body.push_str(&format!(
+            "2019-12-10T10:00:00Z,b.example.com,/x,{}\n",
+            i + 1
+        ));
+        for d in 0..300 {
+            body.push_str(&format!(
+                "2019-12-09T10:0{}:00Z,aa{d}.example.com,/x,1\n",
+                i % 10
+            ));
+            body.push_str(&format!(
+                "2019-12-10T10:0{}:00Z,aa{d}.example.com,/x,1\n",
+                i % 10
+            ));
+        }
+        std::fs::write(&path, body).unwrap();
+        files.push(path);
+    }
+    let a = srctraffic::DomainName::parse("a.example.com").unwrap();
+    let b = srctraffic::DomainName::parse("b.example.com").unwrap();
+    let wanted = [
+        (a, srctraffic::Day::parse("2019-12-09").unwrap()),
+        (b, srctraffic::Day::parse("2019-12-10").unwrap()),
+    ];
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (done, store) = (done.clone(), store.clone());
+        tokio::spawn(async move {
+            let opened = store.test_store().open().await;
+            let mut reads = 0u64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((_, cells)) =
+                    srctraffic::published::read_cells(opened.as_ref(), &wanted).await
+                {
+                    let total = |c: &Option<srctraffic::bucket::DayBucket>| {
+                        c.as_ref().map_or(0, |b| b.total())
+                    };
+                    assert_eq!(total(&cells[0]), total(&cells[1]), "a run seen in part");
+                    reads += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            reads
+        })
+    };
+    // Three at a time; folding every run (1), merging every second segment (2) and folding
+    // the over day by hand, by turns.
+    for (i, chunk) in files.chunks(3).enumerate() {
+        let after = if i % 2 == 0 { "1" } else { "2" };
+        let runs: Vec<_> = chunk
+            .iter()
+            .map(|f| {
+                bin()
+                    .args([
+                        "aggregate",
+                        "--now",
+                        NOW,
+                        "--compact-after",
+                        after,
+                        "--store",
+                    ])
+                    .arg(&store)
+                    .arg(f)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for r in runs {
+            assert_ok(&r.wait_with_output().unwrap());
+        }
+    }
+    assert_ok(
+        &bin()
+            .args(["compact", "--store"])
+            .arg(&store)
+            .output()
+            .unwrap(),
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.await.unwrap();
+    assert!(reads > 20, "only {reads} reads");
+    let totals = store_totals(&store).await;
+    assert_eq!(
+        totals.get(&("a.example.com".into(), "2019-12-09T10:00:00Z".into())),
+        Some(&78)
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod atomic_writes;
 mod key_locks;
+pub mod requests;
 
 use atomic_writes::AtomicWrites;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -43,8 +44,14 @@ pub async fn serve(
             // Out of descriptors and the like: the next accept may work.
             Err(_) => continue,
         };
+        let inner = service.clone();
+        let counted =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                requests::count(req.method(), req.uri());
+                hyper::service::Service::call(&inner, req)
+            });
         let conn = http
-            .serve_connection(TokioIo::new(socket), service.clone())
+            .serve_connection(TokioIo::new(socket), counted)
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;

@@ -174,3 +174,42 @@ async fn an_if_match_write_to_a_deleted_object_is_refused_with_404_as_s3_does() 
         "the refused write must not create the object"
     );
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_kind() {
+    use srctraffic_s3_test_server::requests::counts;
+    let server = S3Server::start();
+    let c = client(&server, SECRET_KEY);
+    let before = counts();
+    c.put_object()
+        .bucket(BUCKET)
+        .key("a/b")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    c.get_object()
+        .bucket(BUCKET)
+        .key("a/b")
+        .send()
+        .await
+        .unwrap();
+    c.list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("a/")
+        .send()
+        .await
+        .unwrap();
+    c.delete_object()
+        .bucket(BUCKET)
+        .key("a/b")
+        .send()
+        .await
+        .unwrap();
+    let after = counts();
+    // Other tests in this process count too: at least ours.
+    assert!(after.put > before.put);
+    assert!(after.get > before.get);
+    assert!(after.list > before.list);
+    assert!(after.delete > before.delete);
+}
