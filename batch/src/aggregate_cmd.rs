@@ -2,10 +2,11 @@
 
 use crate::commit::{Claim, CommitError, Ledger};
 use crate::header::ColumnNames;
-use crate::input::{self, Input};
+use crate::input::{self, Input, Source};
 use crate::read::{self, ReadOptions, S3Reader};
 use crate::rejects::{Position, Reason};
 use crate::report::Summary;
+use crate::statcache::{Entry as CacheEntry, Stat, StatCache};
 use crate::{compact, failpoint};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,8 +40,12 @@ pub struct AggregateOptions {
     pub progress: bool,
     /// Longest record kept, in bytes.
     pub max_line_bytes: usize,
-    /// Compact a day this run touched once this many segments are pending on it.
+    /// Merge a day's segments once this many are pending on one level.
     pub compact_after: usize,
+    /// Rehash every input, ignoring the stat cache.
+    pub verify: bool,
+    /// Leave out local files modified less than this long ago (still being written).
+    pub settle: Option<Duration>,
 }
 
 /// How far past the data clock's now a line may be and still count: clocks of log writers
@@ -111,6 +116,12 @@ pub fn run(
     summary.stuck_runs = recovered.stuck;
 
     let mut inputs = input::discover(&opts.inputs)?;
+    if let Some(settle) = opts.settle {
+        // A file still being written must not be claimed: its later lines would be lost.
+        let before = inputs.len();
+        inputs.retain(|i| settled(i, settle));
+        summary.unsettled = before - inputs.len();
+    }
     let s3_urls: Vec<&String> = opts
         .inputs
         .iter()
@@ -129,42 +140,77 @@ pub fn run(
     };
     summary.files = inputs.len();
     let phase = Instant::now();
-    let identities: Vec<Result<String, String>> = inputs
+    let host = ledger.world().host();
+    let cache = if opts.verify {
+        StatCache::default()
+    } else {
+        rt.block_on(StatCache::load(store.as_ref(), &host))
+            .map_err(CommitError::from)?
+    };
+    let stats: Vec<LocalStat> = inputs
         .par_iter()
-        .map(|i| i.identity().map_err(|e| e.to_string()))
+        .map(|i| match &i.source {
+            Source::File(p) => Stat::of(p),
+            Source::S3 { .. } => None,
+        })
         .collect();
+    // `None`: committed and unchanged since, by the stat cache; not read at all.
+    let identities: Vec<Option<Result<String, String>>> = inputs
+        .par_iter()
+        .zip(&stats)
+        .map(|(i, st)| {
+            if st
+                .as_ref()
+                .is_some_and(|(p, s)| cache.identity(p, s).is_some())
+            {
+                return None;
+            }
+            Some(i.identity().map_err(|e| e.to_string()))
+        })
+        .collect();
+    drop(cache);
 
     summary.phases.push(("identify", phase.elapsed()));
     let phase = Instant::now();
     let run = rt.block_on(ledger.begin())?;
     let mut mine: Vec<(Input, String)> = Vec::new();
-    let mut wanted: Vec<(&Input, String)> = Vec::new();
+    let mut mine_stats: Vec<LocalStat> = Vec::new();
+    let mut wanted: Vec<(&Input, String, &LocalStat)> = Vec::new();
+    // Committed files this run learnt the identity of, for the stat cache.
+    let mut to_cache: Vec<(String, CacheEntry)> = Vec::new();
     // One content is one input, however many paths reach it (a copy, a hard link, a file
     // named twice): the first path in sorted order reads it, the others are reported.
     let mut first_path: rustc_hash::FxHashMap<String, String> = Default::default();
-    for (input, id) in inputs.iter().zip(identities) {
+    for ((input, id), stat) in inputs.iter().zip(identities).zip(&stats) {
         match id {
-            Ok(id) => match first_path.entry(id.clone()) {
+            None => summary.unchanged += 1,
+            Some(Ok(id)) => match first_path.entry(id.clone()) {
                 std::collections::hash_map::Entry::Occupied(first) => summary
                     .same_content
                     .push((input.display(), first.get().clone())),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(input.display());
-                    wanted.push((input, id));
+                    wanted.push((input, id, stat));
                 }
             },
-            Err(e) => summary.unreadable.push((input.display(), e)),
+            Some(Err(e)) => summary.unreadable.push((input.display(), e)),
         }
     }
     let asks: Vec<(String, String)> = wanted
         .iter()
-        .map(|(i, id)| (id.clone(), i.display()))
+        .map(|(i, id, _)| (id.clone(), i.display()))
         .collect();
     let claims = rt.block_on(ledger.claim_all(&run, &asks))?;
-    for ((input, id), claim) in wanted.into_iter().zip(claims) {
+    for ((input, id, stat), claim) in wanted.into_iter().zip(claims) {
         match claim {
-            Claim::Mine => mine.push((input.clone(), id)),
-            Claim::Committed => summary.already_committed += 1,
+            Claim::Mine => {
+                mine.push((input.clone(), id));
+                mine_stats.push(stat.clone());
+            }
+            Claim::Committed => {
+                summary.already_committed += 1;
+                to_cache.extend(cache_entry(stat, &id));
+            }
             Claim::Busy(other) => summary.busy.push((input.display(), other)),
         }
         failpoint::hit("claim");
@@ -243,7 +289,8 @@ pub fn run(
         })
         .collect();
     let mut counted_ids = Vec::new();
-    for ((input, id), report) in mine.iter().zip(&result.files) {
+    let mut counted_stats = Vec::new();
+    for (((input, id), report), stat) in mine.iter().zip(&result.files).zip(&mine_stats) {
         if let Some(e) = &report.error {
             summary.unreadable.push((input.display(), e.clone()));
         } else {
@@ -256,6 +303,7 @@ pub fn run(
                     .push((input.display(), col.to_string()));
             }
             counted_ids.push(id.clone());
+            counted_stats.extend(cache_entry(stat, id));
         }
         summary.lines += report.lines;
     }
@@ -332,8 +380,40 @@ pub fn run(
         }
     }
     summary.phases.push(("compact", phase.elapsed()));
+    to_cache.extend(counted_stats);
+    // Only an economy: a cache that cannot be written means rehashing next time.
+    if let Err(e) = rt.block_on(StatCache::record(store.as_ref(), &host, &to_cache)) {
+        tracing::warn!("the stat cache could not be written: {e}");
+    }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Whether a local file has not been modified for `settle`; S3 objects are always whole.
+fn settled(input: &Input, settle: Duration) -> bool {
+    match &input.source {
+        Source::File(p) => std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= settle),
+        Source::S3 { .. } => true,
+    }
+}
+
+/// A local file's absolute path and stat, for the stat cache.
+type LocalStat = Option<(String, Stat)>;
+
+fn cache_entry(stat: &LocalStat, identity: &str) -> Option<(String, CacheEntry)> {
+    stat.as_ref().map(|(path, stat)| {
+        (
+            path.clone(),
+            CacheEntry {
+                stat: stat.clone(),
+                identity: identity.to_owned(),
+            },
+        )
+    })
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {

@@ -53,6 +53,21 @@ pub enum Command {
         /// once.
         #[arg(long, default_value_t = crate::compact::COMPACT_AFTER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
         compact_after: usize,
+        /// Keep running: every --interval seconds, commit the files that appeared or changed
+        /// and have not been modified for --settle seconds. SIGINT or SIGTERM stops it.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: seconds between rounds.
+        #[arg(long, default_value_t = 2.0, requires = "follow")]
+        interval: f64,
+        /// Leave out files modified less than this many seconds ago (still being written);
+        /// default 1 with --follow, 0 otherwise.
+        #[arg(long)]
+        settle: Option<f64>,
+        /// Rehash every input, even files committed before and unchanged since (size,
+        /// modification time, inode), which are otherwise skipped without being read.
+        #[arg(long)]
+        verify: bool,
         /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
         #[arg(required = true)]
         inputs: Vec<String>,

@@ -55,6 +55,8 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         compact_after: env("SRCTRAFFIC_COMPACT_AFTER")
             .and_then(|s| s.parse().ok())
             .unwrap_or(crate::compact::COMPACT_AFTER),
+        verify: false,
+        settle: None,
     };
     // The run drives its own runtime and rayon pool: give it a plain thread of its own.
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -7,7 +7,7 @@ use srctraffic::store::Patience;
 use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
 use srctraffic_batch::cli::{Cli, Command};
 use srctraffic_batch::header::ColumnNames;
-use srctraffic_batch::{compact, genlogs, ops};
+use srctraffic_batch::{compact, follow, genlogs, ops};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,6 +74,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             max_line_bytes,
             compact_after,
+            verify,
+            follow,
+            interval,
+            settle,
             inputs,
         } => {
             if let Some(n) = threads {
@@ -100,7 +104,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: std::io::stderr().is_terminal(),
                 max_line_bytes: max_line_bytes as usize,
                 compact_after,
+                verify,
+                settle: settle
+                    .or(follow.then_some(1.0))
+                    .map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))),
             };
+            if follow {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                {
+                    let stop = stop.clone();
+                    rt.spawn(async move {
+                        let mut term = match tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        ) {
+                            Ok(t) => t,
+                            Err(_) => return,
+                        };
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    });
+                }
+                let opts = AggregateOptions {
+                    progress: false,
+                    ..opts
+                };
+                let every = Duration::from_secs_f64(interval.clamp(0.05, 86_400.0));
+                let done = follow::follow(&rt, opened, &opts, every, &stop, |line| {
+                    let _ = say(line);
+                });
+                say(&done)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             match aggregate_cmd::run(&rt, opened, &opts) {
                 Ok(summary) => {
                     say(&summary)?;

@@ -31,6 +31,10 @@ pub struct Summary {
     pub read_files: usize,
     /// Files skipped because an earlier run counted them.
     pub already_committed: usize,
+    /// Files committed before and unchanged since (by the stat cache): not read at all.
+    pub unchanged: usize,
+    /// Files left for a later run because they were modified a moment ago (`--follow`).
+    pub unsettled: usize,
     /// Files skipped because another path in this run has the same content: (file, that path).
     pub same_content: Vec<(String, String)>,
     /// Files skipped because a live run is reading them: (file, run).
@@ -98,7 +102,7 @@ impl fmt::Display for Summary {
             "files      {} found, {} read, {} already committed, {} same content as another, {} busy elsewhere, {} unreadable, {} empty",
             self.files,
             self.read_files,
-            self.already_committed,
+            self.already_committed + self.unchanged,
             self.same_content.len(),
             self.busy.len(),
             self.unreadable.len(),
@@ -130,6 +134,13 @@ impl fmt::Display for Summary {
         for (file, err) in &self.unreadable {
             let file = printable(file);
             writeln!(f, "  {file}: unreadable, not committed: {err}")?;
+        }
+        if self.unchanged > 0 {
+            writeln!(
+                f,
+                "  {} committed files unchanged since (size, time, inode): not read; --verify rehashes them",
+                self.unchanged
+            )?;
         }
         for (file, first) in &self.same_content {
             writeln!(f, "  {file}: same content as {first}, read once")?;

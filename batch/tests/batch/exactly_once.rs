@@ -1,6 +1,7 @@
 //! Replays, crashes and concurrent runs all end with every line counted exactly once.
 
 use crate::helpers::*;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -280,4 +281,136 @@ async fn lines_thirty_days_late_land_in_their_own_minute() {
             777
         )]
     );
+}
+
+#[tokio::test]
+async fn committed_files_unchanged_since_are_skipped_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let n = 2000;
+    for i in 0..n {
+        std::fs::write(
+            logs.join(format!("{i:05}.csv")),
+            format!(
+                "time,domain,bytes\n2019-12-10T10:00:00Z,a.example.com,{}\n",
+                i + 1
+            ),
+        )
+        .unwrap();
+    }
+    let store = dir.path().join("store");
+    assert_ok(&aggregate(&store, &[&logs], &[]));
+    let total = |t: Totals| t.values().sum::<u64>();
+    let expected = (1..=n).sum::<u64>();
+    assert_eq!(total(store_totals(&store).await), expected);
+    // Nothing changed: nothing is hashed or claimed again.
+    let t0 = std::time::Instant::now();
+    let out = aggregate(&store, &[&logs], &[]);
+    let took = t0.elapsed();
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{n} found, 0 read, {n} already committed")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{n} committed files unchanged since")),
+        "{text}"
+    );
+    eprintln!("a no-op run over {n} committed files took {took:?}");
+    // One file rewritten (new content, new time): that one is read and counted, once.
+    let changed = logs.join("00007.csv");
+    std::fs::write(
+        &changed,
+        "time,domain,bytes\n2019-12-10T10:00:00Z,a.example.com,1000000\n",
+    )
+    .unwrap();
+    let out = aggregate(&store, &[&logs], &[]);
+    assert!(stdout(&out).contains("1 read"), "{}", stdout(&out));
+    assert_eq!(total(store_totals(&store).await), expected + 1_000_000);
+    // --verify rehashes everything: all already committed in the ledger, none read.
+    let out = aggregate(&store, &[&logs], &["--verify"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{n} found, 0 read, {n} already committed")),
+        "{text}"
+    );
+    assert!(!text.contains("unchanged since"), "{text}");
+    assert_eq!(total(store_totals(&store).await), expected + 1_000_000);
+}
+
+#[tokio::test]
+async fn follow_commits_files_as_they_land_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let store = dir.path().join("store");
+    let mut child = bin()
+        .args([
+            "aggregate",
+            "--now",
+            NOW,
+            "--follow",
+            "--interval",
+            "0.2",
+            "--settle",
+            "0.3",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .arg(&logs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let opened = store.as_path().test_store();
+    let a = srctraffic::DomainName::parse("a.example.com").unwrap();
+    let day = srctraffic::Day::parse("2019-12-10").unwrap();
+    let mut expected = 0u128;
+    for i in 0..5u64 {
+        // Written in two steps, the way a log shipper appends: the half-written file must
+        // not be committed as it is.
+        let path = logs.join(format!("{i}.csv"));
+        std::fs::write(
+            &path,
+            "time,domain,bytes\n2019-12-10T10:00:00Z,a.example.com,1\n",
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "2019-12-10T10:01:00Z,a.example.com,{}", 10 * (i + 1)).unwrap();
+        drop(f);
+        expected += 1 + 10 * u128::from(i + 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let s = opened.open().await;
+            let (_, cells) = srctraffic::published::read_cells(s.as_ref(), &[(a.clone(), day)])
+                .await
+                .unwrap();
+            let seen = cells[0].as_ref().map_or(0, |b| b.total());
+            assert!(
+                seen <= expected,
+                "counted more than written: {seen} > {expected}"
+            );
+            if seen == expected {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "file {i} never showed up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    // SAFETY: kill only sends a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("5 files committed"), "{out}");
 }
