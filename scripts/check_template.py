@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks template.yaml for what cfn-lint does not: every function on provided.al2023 and arm64,
-built by cargo-lambda from a binary this workspace has, and every schedule a valid EventBridge
-cron() or rate() expression (a !Ref is checked through its parameter's default).
+built by cargo-lambda from a binary this workspace has, every schedule a valid EventBridge
+cron() or rate() expression (a !Ref is checked through its parameter's default), and every queue
+a function polls with a visibility timeout of at least six times the function's timeout (what
+Lambda asks, so a slow batch is not handed to a second poller).
 
 usage: check_template.py TEMPLATE   (exit 1 with the problems listed)"""
 import re
@@ -101,6 +103,16 @@ def main() -> int:
                 why = schedule_problem(str(expr))
                 if why:
                     problems.append(f"{name}.{ev_name}: schedule {expr!r}: {why}")
+            if ev.get("Type") == "SQS":
+                queue = ev.get("Properties", {}).get("Queue")
+                qname = queue.get("!GetAtt", "").split(".")[0] if isinstance(queue, dict) else None
+                qres = doc.get("Resources", {}).get(qname, {})
+                visibility = qres.get("Properties", {}).get("VisibilityTimeout", 30)
+                timeout = props.get("Timeout", glob.get("Timeout", 3))
+                if not qres:
+                    problems.append(f"{name}.{ev_name}: queue {queue!r} is not a resource of this template")
+                elif int(visibility) < 6 * int(timeout):
+                    problems.append(f"{name}.{ev_name}: queue {qname} VisibilityTimeout {visibility} is under 6 x the function's Timeout {timeout}")
     for p in problems:
         print(f"template: {p}")
     return 1 if problems else 0

@@ -26,5 +26,6 @@ plant x86 's/Architectures: \[arm64\]/Architectures: [x86_64]/'
 plant bad-cron 's/Default: cron(15 0 \* \* ? \*)/Default: cron(15 0 * * * *)/'
 plant missing-binary 's/Binary: srctraffic-batch/Binary: srctraffic-nightly/'
 plant cfn-lint-type 's/MemorySize: 3008/MemorySize: plenty/'
+plant short-visibility 's/VisibilityTimeout: 5400/VisibilityTimeout: 900/'
 echo "template: $passed passed, $failed failed"
 [ "$failed" = 0 ]

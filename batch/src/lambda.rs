@@ -23,6 +23,10 @@ pub fn serve() -> Result<(), Error> {
 async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let inputs = match inputs_from_event(&event.payload)? {
+        // S3's test event, say: nothing to fold, and no failure to retry.
+        Some(list) if list.is_empty() => {
+            return Ok(json!({ "summary": "the event names no new object" }));
+        }
         Some(list) => list,
         None => env("SRCTRAFFIC_INPUTS")
             .map(|s| {
@@ -84,9 +88,16 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
 ///   each item an S3 listing entry (`{"Key": "...", ...}`, in the batch's `bucket`), an object
 ///   with an `input` URL, or a URL.
 ///
+/// - new log objects: an SQS batch (`{"Records": [{"eventSource": "aws:sqs", "body": ...}]}`)
+///   whose bodies are EventBridge `Object Created` events (what template.yaml routes) or S3
+///   event notifications, or one such event delivered directly; each names one object.
+///
 /// A shape it half matches is an error, so that a mistake in a state machine fails the shard
 /// loudly instead of folding nothing.
 pub fn inputs_from_event(event: &Value) -> Result<Option<Vec<String>>, String> {
+    if let Some(objects) = new_objects(event)? {
+        return Ok(Some(objects));
+    }
     if let Some(inputs) = event.get("inputs") {
         let list = inputs
             .as_array()
@@ -133,9 +144,125 @@ pub fn inputs_from_event(event: &Value) -> Result<Option<Vec<String>>, String> {
         .map(Some)
 }
 
+/// The objects named by an SQS batch of S3 events, or by one S3 event; `None` for any other
+/// event. An S3 test event names none.
+fn new_objects(event: &Value) -> Result<Option<Vec<String>>, String> {
+    let Some(records) = event.get("Records").and_then(Value::as_array) else {
+        return Ok(s3_event_objects(event)?.filter(|o| !o.is_empty()));
+    };
+    let mut out = Vec::new();
+    for r in records {
+        match r.get("eventSource").and_then(Value::as_str) {
+            Some("aws:sqs") => {
+                let body = r
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .ok_or("an SQS record without a body")?;
+                let inner: Value = serde_json::from_str(body)
+                    .map_err(|e| format!("an SQS message that is not JSON: {e}"))?;
+                let objects = s3_event_objects(&inner)?
+                    .ok_or_else(|| format!("an SQS message that is not an S3 event: {body}"))?;
+                out.extend(objects);
+            }
+            Some("aws:s3") => {
+                out.extend(s3_event_objects(&json!({"Records": [r]}))?.unwrap_or_default())
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The objects one S3 event names: an EventBridge `Object Created` event (its key as it is),
+/// or an S3 event notification (its keys URL-encoded, `+` for a space); `Some(empty)` for S3's
+/// test event; `None` for anything else.
+fn s3_event_objects(event: &Value) -> Result<Option<Vec<String>>, String> {
+    if event.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        if event.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+            return Ok(Some(Vec::new()));
+        }
+        let d = event
+            .get("detail")
+            .ok_or("an S3 event without \"detail\"")?;
+        let bucket = d.pointer("/bucket/name").and_then(Value::as_str);
+        let key = d.pointer("/object/key").and_then(Value::as_str);
+        let (Some(bucket), Some(key)) = (bucket, key) else {
+            return Err(format!(
+                "an Object Created event without bucket and key: {event}"
+            ));
+        };
+        return Ok(Some(vec![format!("s3://{bucket}/{key}")]));
+    }
+    if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Some(Vec::new()));
+    }
+    let Some(records) = event.get("Records").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for r in records {
+        if !r
+            .get("eventName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.starts_with("ObjectCreated:"))
+        {
+            continue;
+        }
+        let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str);
+        let key = r.pointer("/s3/object/key").and_then(Value::as_str);
+        let (Some(bucket), Some(key)) = (bucket, key) else {
+            return Err(format!(
+                "an S3 notification record without bucket and key: {r}"
+            ));
+        };
+        let key: String = form_urlencoded::parse(format!("k={key}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        out.push(format!("s3://{bucket}/{key}"));
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_objects_come_from_sqs_batches_of_eventbridge_or_s3_events() {
+        let eventbridge = json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"version": "0", "bucket": {"name": "cdn-logs"},
+                       "object": {"key": "origin-fetch/2019-12-10/a b.csv.gz", "size": 10, "etag": "e"},
+                       "reason": "PutObject"}
+        });
+        let notification = json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "cdn-logs"}, "object": {"key": "origin-fetch/c+d%2B.csv", "size": 1}}
+        }]});
+        let sqs = json!({"Records": [
+            {"messageId": "1", "eventSource": "aws:sqs", "body": eventbridge.to_string()},
+            {"messageId": "2", "eventSource": "aws:sqs", "body": notification.to_string()},
+            {"messageId": "3", "eventSource": "aws:sqs", "body": json!({"Event": "s3:TestEvent"}).to_string()}
+        ]});
+        assert_eq!(
+            inputs(sqs),
+            Ok(Some(vec![
+                "s3://cdn-logs/origin-fetch/2019-12-10/a b.csv.gz".into(),
+                "s3://cdn-logs/origin-fetch/c d+.csv".into()
+            ]))
+        );
+        // Delivered directly, without a queue.
+        assert_eq!(
+            inputs(eventbridge),
+            Ok(Some(vec![
+                "s3://cdn-logs/origin-fetch/2019-12-10/a b.csv.gz".into()
+            ]))
+        );
+        // A message that is not an S3 event is an error, not silently nothing.
+        let bad = json!({"Records": [{"eventSource": "aws:sqs", "body": "{\"hello\": 1}"}]});
+        assert!(inputs(bad).is_err());
+    }
 
     fn inputs(event: Value) -> Result<Option<Vec<String>>, String> {
         inputs_from_event(&event)

@@ -132,7 +132,8 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>
 }
 
 #[tokio::test]
-async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error() {
+async fn a_distributed_map_item_batch_and_new_object_events_are_folded_once_and_a_bad_event_is_an_error()
+ {
     let server = S3Server::start();
     let dir = tempfile::tempdir().unwrap();
     let (logs, truth) = gen_logs(dir.path(), 30, 20_000, 4, true);
@@ -155,10 +156,32 @@ async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error
         items.push(serde_json::json!({"Key": format!("{prefix}/{key}"), "Size": 1, "StorageClass": "STANDARD"}));
     }
     assert_eq!(items.len(), 4);
+    // New objects as template.yaml delivers them: EventBridge "Object Created" events batched
+    // by SQS. They name all four; the map's batch had three.
+    let records: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let body = serde_json::json!({
+                "version": "0", "id": format!("ev-{i}"), "detail-type": "Object Created",
+                "source": "aws.s3", "account": "123456789012", "time": "2019-12-10T23:00:00Z",
+                "region": "us-east-1", "resources": [format!("arn:aws:s3:::{BUCKET}")],
+                "detail": {"version": "0", "bucket": {"name": BUCKET},
+                           "object": {"key": it["Key"], "size": 1, "etag": "e"},
+                           "reason": "PutObject"}
+            });
+            serde_json::json!({"messageId": format!("m{i}"), "eventSource": "aws:sqs",
+                               "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:new-logs",
+                               "body": body.to_string(), "attributes": {}, "messageAttributes": {}})
+        })
+        .collect();
+    let sqs = serde_json::json!({ "Records": records });
+    items.pop();
     let batch = serde_json::json!({"BatchInput": {"bucket": BUCKET}, "Items": items});
     let events = vec![
         batch.clone(),
         batch,
+        sqs,
         serde_json::json!({"Items": [{"Key": "no-bucket-given.csv"}]}),
     ];
     let api = runtime_api(events);
@@ -189,7 +212,7 @@ async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error
             )
         }
     };
-    let (first, second, third) = (next(), next(), next());
+    let (first, second, from_sqs, third) = (next(), next(), next(), next());
     let _ = function.kill();
     let _ = function.wait();
     eprintln!(
@@ -202,14 +225,19 @@ async fn a_distributed_map_item_batch_is_folded_once_and_a_bad_event_is_an_error
         Outcome::Error(e) => panic!("invocation failed: {e}"),
     };
     assert!(
-        summary(&first).contains("4 found, 4 read"),
+        summary(&first).contains("3 found, 3 read"),
         "{}",
         summary(&first)
     );
     assert!(
-        summary(&second).contains("0 read, 4 already committed"),
+        summary(&second).contains("0 read, 3 already committed"),
         "{}",
         summary(&second)
+    );
+    assert!(
+        summary(&from_sqs).contains("4 found, 1 read, 3 already committed"),
+        "{}",
+        summary(&from_sqs)
     );
     match third {
         Outcome::Error(e) => assert!(e.contains("BatchInput"), "{e}"),
