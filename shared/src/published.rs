@@ -197,6 +197,20 @@ async fn attempt(
 /// The domains with anything published on a day: those of its base buckets and those of its
 /// pending segments, sorted.
 pub async fn domains_of_day(store: &dyn Store, day: Day) -> Result<Vec<DomainName>, StoreError> {
+    for _ in 0..ATTEMPTS {
+        if let Attempt::Done(d) = domains_attempt(store, day).await? {
+            return Ok(d);
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the store changed under {ATTEMPTS} listings in a row"
+    )))
+}
+
+async fn domains_attempt(
+    store: &dyn Store,
+    day: Day,
+) -> Result<Attempt<Vec<DomainName>>, StoreError> {
     let (m, _) = manifest::read(store).await?;
     let mut out = std::collections::BTreeSet::new();
     let prefix = format!("{}{day}/", keys::BUCKETS);
@@ -228,12 +242,13 @@ pub async fn domains_of_day(store: &dyn Store, day: Day) -> Result<Vec<DomainNam
         }
     }
     for (p, _) in pending(&m, &[day]) {
-        // A segment compacted since the manifest was read has its domains in base buckets.
-        if let Some((index, _)) = index_of(store, &p.key()).await? {
-            out.extend(index.domains().cloned());
+        match index_of(store, &p.key()).await? {
+            Some((index, _)) => out.extend(index.domains().cloned()),
+            // Compacted since the manifest was read, perhaps after the listing: list again.
+            None => return Ok(Attempt::Again),
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(Attempt::Done(out.into_iter().collect()))
 }
 
 /// Every day with anything published, sorted.

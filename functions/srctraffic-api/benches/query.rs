@@ -2,7 +2,8 @@
 //! store, sum, render), with p50 and p99 against the targets; then the first one with auth on.
 //!
 //! `cargo bench -p srctraffic-api --bench query` (set `QUERY_BENCH_ITERS` to change the count).
-//! The store is 100 domains x 8 days of buckets with traffic in every minute, as the batch writes.
+//! The store is 100 domains x 8 days of buckets with traffic in every minute, as the batch writes;
+//! then a store of published segments not yet folded, as frequent small runs leave it.
 
 use axum::body::Body;
 use http::Request;
@@ -10,7 +11,8 @@ use http_body_util::BodyExt;
 use srctraffic::auth::credentials::Credentials;
 use srctraffic::auth::{Authenticator, v1};
 use srctraffic::bucket::{DayBucket, MINUTES, RunId};
-use srctraffic::store::{LocalStore, Precondition, Store, keys, watermark};
+use srctraffic::segment;
+use srctraffic::store::{LocalStore, Precondition, Store, keys, manifest, watermark};
 use srctraffic::time::ApiTime;
 use srctraffic::{Clock, DomainName};
 use srctraffic_api::{AppState, router};
@@ -152,6 +154,65 @@ fn main() {
     });
     let (points, p50, p99) = measure(&signed_app, &mut signed);
     println!("| {name}, auth on (V1-signed) | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |");
+
+    // The store 40 small runs over 1,000 domains leave on a day that is not over: no base
+    // buckets, five merged segments of eight runs each (what compaction keeps it to). A query
+    // reads the manifest, then each segment's index and its one cell.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let segmented: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).expect("store"));
+    rt.block_on(fill_segments(segmented.as_ref()));
+    let seg_app = router(AppState::open(segmented, Clock::fixed(NOW).expect("clock")));
+    let uri = format!(
+        "/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName=d7.example.com&StartTime=2019-12-10T00:00:00Z&EndTime={NOW}&Interval=60&Format=JSON"
+    );
+    let (points, p50, p99) = measure(&seg_app, &mut std::iter::repeat(uri));
+    println!(
+        "| 24 h, 1 domain, Interval 60, after 40 small runs (5 merged segments, no base) | {points} | {p50:.3} | {p99:.3} | - / 1 |"
+    );
+}
+
+async fn fill_segments(store: &dyn Store) {
+    let day = ApiTime::parse("2019-12-10T00:00:00Z")
+        .expect("time")
+        .minute()
+        .day();
+    let mut published = Vec::new();
+    for level_one in 0..5u64 {
+        let cells: Vec<DayBucket> = (0..1000)
+            .map(|i| {
+                let d = DomainName::parse(&format!("d{i}.example.com")).expect("domain");
+                let mut c = DayBucket::new(d, day);
+                for run in 0..8 {
+                    let m = ((level_one * 8 + run) * 29 % MINUTES as u64) as usize;
+                    c.minutes[m] += 1000 + i;
+                    c.requests[m] += 1;
+                }
+                c
+            })
+            .collect();
+        let p = manifest::Published {
+            seq: (level_one + 1) * 8,
+            run: format!("m-{}", RunId::random()),
+            merged: (0..8).map(|_| RunId::random().to_string()).collect(),
+            day: day.to_string(),
+            cells: cells.len() as u64,
+            level: 1,
+            folding: false,
+        };
+        store
+            .put(&p.key(), segment::encode(day, &cells), Precondition::None)
+            .await
+            .expect("segment");
+        published.push(p);
+    }
+    manifest::update::<srctraffic::StoreError>(store, |m| {
+        m.seq = 40;
+        m.segments = published.clone();
+        m.advance(ApiTime::parse(NOW).expect("time").minute());
+        Ok(true)
+    })
+    .await
+    .expect("manifest");
 }
 
 async fn fill(store: &LocalStore) {
