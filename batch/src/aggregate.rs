@@ -49,20 +49,18 @@ pub enum Origin {
     },
 }
 
-/// One (domain, day) as a worker sums it.
+/// One (domain, day) as a worker sums it: per minute, origin bytes and origin requests side
+/// by side, so that a line touches one cache line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
-    /// Origin bytes per minute.
-    pub bytes: [u64; MINUTES],
-    /// Origin requests (counted lines) per minute.
-    pub requests: [u64; MINUTES],
+    /// (bytes, requests) per minute.
+    pub minutes: [[u64; 2]; MINUTES],
 }
 
 impl Cell {
     fn empty() -> Box<Cell> {
         Box::new(Cell {
-            bytes: [0; MINUTES],
-            requests: [0; MINUTES],
+            minutes: [[0; 2]; MINUTES],
         })
     }
 }
@@ -181,13 +179,13 @@ impl Aggregator {
             return true;
         }
         let i = (minute - day * 1440) as usize;
-        let cell = self.cell(id, day);
-        let Some(sum) = cell.bytes[i].checked_add(bytes) else {
+        let slot = &mut self.cell(id, day).minutes[i];
+        let Some(sum) = slot[0].checked_add(bytes) else {
             return false;
         };
-        cell.bytes[i] = sum;
+        slot[0] = sum;
         // A u64 of lines cannot fill up.
-        cell.requests[i] += 1;
+        slot[1] += 1;
         self.stats.accepted += 1;
         self.stats.bytes += u128::from(bytes);
         self.stats.max_minute = Some(self.stats.max_minute.map_or(minute, |m| m.max(minute)));
@@ -201,14 +199,17 @@ impl Aggregator {
             let id = map[id as usize];
             let cell = self.cell(id, day);
             let mut overflow = None;
-            for (i, (a, b)) in cell.bytes.iter_mut().zip(theirs.bytes.iter()).enumerate() {
-                match a.checked_add(*b) {
-                    Some(sum) => *a = sum,
+            for (i, (a, b)) in cell
+                .minutes
+                .iter_mut()
+                .zip(theirs.minutes.iter())
+                .enumerate()
+            {
+                match a[0].checked_add(b[0]) {
+                    Some(sum) => a[0] = sum,
                     None => overflow = Some(day * 1440 + i as i64),
                 }
-            }
-            for (a, b) in cell.requests.iter_mut().zip(theirs.requests.iter()) {
-                *a += *b;
+                a[1] += b[1];
             }
             if let Some(minute) = overflow
                 && self.stats.overflow.is_none()
@@ -232,18 +233,21 @@ impl Aggregator {
     /// The totals as bucket cells, sorted by (day, domain); cells with no bytes at all are
     /// kept, since a zero-byte line is still a request that was seen.
     pub fn into_cells(self) -> Vec<DayBucket> {
+        use rayon::prelude::*;
         let names = self.names;
         let mut out: Vec<DayBucket> = self
             .cells
-            .into_iter()
+            .into_par_iter()
             .map(|(id, day, c)| {
                 let mut b = DayBucket::new(names[id as usize].clone(), Day(day as i32));
-                b.minutes = Box::new(c.bytes);
-                b.requests = Box::new(c.requests);
+                for (i, [bytes, requests]) in c.minutes.iter().enumerate() {
+                    b.minutes[i] = *bytes;
+                    b.requests[i] = *requests;
+                }
                 b
             })
             .collect();
-        out.sort_by(|a, b| (a.day, &a.domain).cmp(&(b.day, &b.domain)));
+        out.par_sort_unstable_by(|a, b| (a.day, &a.domain).cmp(&(b.day, &b.domain)));
         out
     }
 

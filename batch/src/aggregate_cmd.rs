@@ -346,6 +346,8 @@ pub fn run(
     // Lines a little past now still count, but "known up to" never passes now.
     let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
     let cells = agg.into_cells();
+    summary.phases.push(("check", phase.elapsed()));
+    let phase = Instant::now();
     summary.days = {
         let mut d: Vec<_> = cells.iter().map(|c| c.day).collect();
         d.dedup();

@@ -363,7 +363,7 @@ impl Ledger {
     }
 
     /// Writes a run's cells as segments, one per day, and seals it, listing the inputs they
-    /// hold. `cells` must be sorted by day.
+    /// hold. `cells` must be sorted by day, then domain.
     pub async fn seal(
         &self,
         run: &Run,
@@ -379,9 +379,17 @@ impl Ledger {
                 day: day.to_string(),
                 cells: day_cells.len() as u64,
             };
+            // Sorted by domain already; each cell encodes on its own core.
+            let encoded: Vec<(&srctraffic::DomainName, Vec<u8>)> = {
+                use rayon::prelude::*;
+                day_cells
+                    .par_iter()
+                    .map(|c| (&c.domain, c.encode()))
+                    .collect()
+            };
             items.push((
                 r.key(run.id),
-                segment::encode(day, day_cells),
+                segment::assemble(day, &encoded),
                 Precondition::None,
             ));
             refs.push(r);

@@ -56,10 +56,19 @@ pub enum SegmentError {
 pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
     let mut order: Vec<&DayBucket> = cells.iter().collect();
     order.sort_by(|a, b| a.domain.cmp(&b.domain));
-    let bodies: Vec<Vec<u8>> = order.iter().map(|c| c.encode()).collect();
-    let index_len: usize = order.iter().map(|c| 1 + c.domain.as_str().len() + 12).sum();
+    let encoded: Vec<(&DomainName, Vec<u8>)> =
+        order.iter().map(|c| (&c.domain, c.encode())).collect();
+    assemble(day, &encoded)
+}
+
+/// Assembles a segment from cells already encoded (so a caller may encode them in parallel),
+/// each with its domain, sorted by domain.
+pub fn assemble(day: Day, encoded: &[(&DomainName, Vec<u8>)]) -> Vec<u8> {
+    let order: Vec<&DomainName> = encoded.iter().map(|(d, _)| *d).collect();
+    let bodies: Vec<&Vec<u8>> = encoded.iter().map(|(_, b)| b).collect();
+    let index_len: usize = order.iter().map(|d| 1 + d.as_str().len() + 12).sum();
     let data_start = (HEAD + index_len + 4) as u64;
-    let total: usize = bodies.iter().map(Vec::len).sum();
+    let total: usize = bodies.iter().map(|b| b.len()).sum();
     let mut out = Vec::with_capacity(data_start as usize + total);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -68,8 +77,8 @@ pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
     out.extend_from_slice(&(order.len() as u32).to_le_bytes());
     out.extend_from_slice(&(index_len as u32).to_le_bytes());
     let mut at = data_start;
-    for (c, body) in order.iter().zip(&bodies) {
-        let d = c.domain.as_str().as_bytes();
+    for (domain, body) in order.iter().zip(&bodies) {
+        let d = domain.as_str().as_bytes();
         // Valid domains are at most 253 bytes.
         out.push(d.len() as u8);
         out.extend_from_slice(d);
@@ -80,7 +89,7 @@ pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     for body in bodies {
-        out.extend_from_slice(&body);
+        out.extend_from_slice(body);
     }
     out
 }
