@@ -40,19 +40,22 @@ pub async fn read_cells(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
 ) -> Result<(Snapshot, Vec<Option<DayBucket>>), StoreError> {
-    for _ in 0..ATTEMPTS {
-        let (m, _) = manifest::read(store).await?;
-        if let Attempt::Done(cells) = attempt(store, &m, wanted).await? {
-            let snap = Snapshot {
-                seq: m.seq,
-                watermark: m.watermark(),
-            };
-            return Ok((snap, cells));
+    let (snap, parts) = gather(store, wanted).await?;
+    let mut cells = Vec::with_capacity(wanted.len());
+    for (parts, (domain, day)) in parts.into_iter().zip(wanted) {
+        let mut cell: Option<DayBucket> = None;
+        for part in parts {
+            let b = DayBucket::decode_for(&part.bytes, domain, *day)
+                .map_err(|e| corrupt(&part.key, e))?;
+            match &mut cell {
+                // The base comes first and keeps its runs; segment cells add to it.
+                None => cell = Some(b),
+                Some(sum) => sum.add(&b).map_err(|e| corrupt(&part.key, e))?,
+            }
         }
+        cells.push(cell);
     }
-    Err(StoreError::Unavailable(format!(
-        "the store changed under {ATTEMPTS} reads in a row"
-    )))
+    Ok((snap, cells))
 }
 
 /// The index of a published segment; `None` if it is gone.
@@ -92,35 +95,44 @@ fn pending<'m>(m: &'m Manifest, days: &[Day]) -> Vec<(&'m Published, RunId)> {
     out
 }
 
+/// One object's bytes that go into a wanted (domain, day): its base bucket, or the cell of a
+/// pending segment; with the key to name it by if it turns out damaged.
+#[derive(Debug)]
+struct Part {
+    key: String,
+    bytes: Vec<u8>,
+}
+
+/// Gathers, for each wanted (domain, day), the objects whose sum it is: checked against the
+/// manifest's snapshot, not yet decoded past their headers.
 async fn attempt(
     store: &dyn Store,
     m: &Manifest,
     wanted: &[(DomainName, Day)],
-) -> Result<Attempt<Vec<Option<DayBucket>>>, StoreError> {
+) -> Result<Attempt<Vec<Vec<Part>>>, StoreError> {
     let keys: Vec<String> = wanted
         .iter()
         .map(|(d, day)| keys::bucket(*day, d))
         .collect();
     let objects = store.get_many(&keys).await?;
-    let mut cells = Vec::with_capacity(wanted.len());
-    for ((key, (domain, day)), obj) in keys.iter().zip(wanted).zip(objects) {
-        let cell = match obj {
-            Some(bytes) => {
-                let b = DayBucket::decode_for(&bytes, domain, *day).map_err(|e| {
-                    StoreError::Corrupt {
-                        key: key.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                // Folded by a compaction newer than this manifest: read again.
-                if b.seq > m.seq {
-                    return Ok(Attempt::Again);
-                }
-                Some(b)
-            }
-            None => None,
+    let mut parts: Vec<Vec<Part>> = Vec::with_capacity(wanted.len());
+    let mut held: Vec<Vec<RunId>> = Vec::with_capacity(wanted.len());
+    for ((key, (domain, day)), obj) in keys.into_iter().zip(wanted).zip(objects) {
+        let Some(bytes) = obj else {
+            parts.push(Vec::new());
+            held.push(Vec::new());
+            continue;
         };
-        cells.push(cell);
+        let p = DayBucket::parse_for(&bytes, domain, *day).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        // Folded by a compaction newer than this manifest: read again.
+        if p.seq > m.seq {
+            return Ok(Attempt::Again);
+        }
+        held.push(p.runs);
+        parts.push(vec![Part { key, bytes }]);
     }
 
     let mut days: Vec<Day> = wanted.iter().map(|(_, d)| *d).collect();
@@ -128,7 +140,7 @@ async fn attempt(
     days.dedup();
     let segs = pending(m, &days);
     if segs.is_empty() {
-        return Ok(Attempt::Done(cells));
+        return Ok(Attempt::Done(parts));
     }
     let seg_keys: Vec<String> = segs.iter().map(|(p, _)| p.key()).collect();
     let indexes = try_join_all(seg_keys.iter().map(|k| index_of(store, k))).await?;
@@ -140,22 +152,22 @@ async fn attempt(
         }
     }
 
-    // Each (wanted cell, segment) pair to add, and the byte range to fetch unless the first
-    // read already holds it.
-    let mut adds: Vec<(usize, usize)> = Vec::new();
+    // Each (wanted cell, segment, range) to add, and the ranges to fetch unless the first read
+    // already holds them.
+    let mut adds: Vec<(usize, usize, std::ops::Range<u64>)> = Vec::new();
     let mut fetch: BTreeMap<(usize, u64), u64> = BTreeMap::new();
     for (w, (domain, day)) in wanted.iter().enumerate() {
         for (s, ((p, run), (index, prefix))) in segs.iter().zip(&found).enumerate() {
-            if p.day().as_ref() != Some(day) || cells[w].as_ref().is_some_and(|b| b.holds(*run)) {
+            if p.day().as_ref() != Some(day) || held[w].binary_search(run).is_ok() {
                 continue;
             }
             let Some(r) = index.find(domain) else {
                 continue;
             };
-            adds.push((w, s));
             if r.end > prefix.len() as u64 {
                 fetch.insert((s, r.start), r.end - r.start);
             }
+            adds.push((w, s, r));
         }
     }
     let ranges: Vec<(usize, u64, u64)> = fetch.iter().map(|(&(s, a), &n)| (s, a, n)).collect();
@@ -172,26 +184,71 @@ async fn attempt(
             None => return Ok(Attempt::Again),
         };
     }
-    for (w, s) in adds {
-        let (domain, day) = &wanted[w];
-        let (index, prefix) = &found[s];
-        let bad = |reason: String| StoreError::Corrupt {
+    for (w, s, r) in adds {
+        let (_, prefix) = &found[s];
+        let bytes = match bodies.remove(&(s, r.start)) {
+            Some(b) => b,
+            None => usize::try_from(r.start)
+                .ok()
+                .zip(usize::try_from(r.end).ok())
+                .and_then(|(a, b)| prefix.get(a..b))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: seg_keys[s].clone(),
+                    reason: "a cell outside the segment".to_owned(),
+                })?,
+        };
+        parts[w].push(Part {
             key: seg_keys[s].clone(),
-            reason,
-        };
-        let Some(r) = index.find(domain) else {
-            continue;
-        };
-        let cell = match bodies.get(&(s, r.start)) {
-            Some(b) => index.cell(domain, b, r.start),
-            None => index.cell(domain, prefix, 0),
-        }
-        .map_err(|e| bad(e.to_string()))?;
-        let Some(cell) = cell else { continue };
-        let base = cells[w].get_or_insert_with(|| DayBucket::new(domain.clone(), *day));
-        base.add(&cell).map_err(|e| bad(e.to_string()))?;
+            bytes,
+        });
     }
-    Ok(Attempt::Done(cells))
+    Ok(Attempt::Done(parts))
+}
+
+fn corrupt(key: &str, e: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Walks each wanted (domain, day) as published, minute by minute, without building buckets:
+/// `f(wanted index, minute of the day, bytes)` for every minute with data, base and segments
+/// alike (a minute can come more than once: add them). For queries.
+pub async fn visit_bytes(
+    store: &dyn Store,
+    wanted: &[(DomainName, Day)],
+    mut f: impl FnMut(usize, usize, u64),
+) -> Result<Snapshot, StoreError> {
+    let (snap, parts) = gather(store, wanted).await?;
+    for (w, (parts, (domain, day))) in parts.iter().zip(wanted).enumerate() {
+        for part in parts {
+            DayBucket::parse_for(&part.bytes, domain, *day)
+                .and_then(|p| p.bytes(|m, bytes| f(w, m, bytes)))
+                .map_err(|e| corrupt(&part.key, e))?;
+        }
+    }
+    Ok(snap)
+}
+
+async fn gather(
+    store: &dyn Store,
+    wanted: &[(DomainName, Day)],
+) -> Result<(Snapshot, Vec<Vec<Part>>), StoreError> {
+    for _ in 0..ATTEMPTS {
+        let (m, _) = manifest::read(store).await?;
+        if let Attempt::Done(parts) = attempt(store, &m, wanted).await? {
+            let snap = Snapshot {
+                seq: m.seq,
+                watermark: m.watermark(),
+            };
+            return Ok((snap, parts));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the store changed under {ATTEMPTS} reads in a row"
+    )))
 }
 
 /// The domains with anything published on a day: those of its base buckets and those of its
