@@ -359,6 +359,14 @@ impl DayBucket {
     /// Checks a bucket's magic, checksum and header and leaves its rows encoded: for readers
     /// that only walk them (a query), without filling three 1,440-minute arrays.
     pub fn parse(b: &[u8]) -> Result<Parsed<'_>, BucketError> {
+        DayBucket::parse_inner(b, None, true)
+    }
+
+    fn parse_inner<'a>(
+        b: &'a [u8],
+        expected: Option<&DomainName>,
+        check_crc: bool,
+    ) -> Result<Parsed<'a>, BucketError> {
         let body_len = b
             .len()
             .checked_sub(4)
@@ -381,17 +389,21 @@ impl DayBucket {
             b[body_len + 2],
             b[body_len + 3],
         ]);
-        if crc32fast::hash(&b[..body_len]) != stored {
+        if check_crc && crc32fast::hash(&b[..body_len]) != stored {
             return Err(BucketError::Checksum);
         }
         let dlen = r.u16()? as usize;
         let day = Day(r.u32()? as i32);
         let domain_bytes = r.take(dlen)?;
-        let domain = std::str::from_utf8(domain_bytes)
-            .ok()
-            .and_then(DomainName::parse)
-            .filter(|d| d.as_str().as_bytes() == domain_bytes)
-            .ok_or(BucketError::BadDomain)?;
+        // The name a reader expects needs no parsing: the same bytes are the same name.
+        let domain = match expected {
+            Some(d) if d.as_str().as_bytes() == domain_bytes => d.clone(),
+            _ => std::str::from_utf8(domain_bytes)
+                .ok()
+                .and_then(DomainName::parse)
+                .filter(|d| d.as_str().as_bytes() == domain_bytes)
+                .ok_or(BucketError::BadDomain)?,
+        };
         let seq = if version == 2 { r.u64()? } else { 0 };
         let nruns = r.u32()? as usize;
         let mut runs = Vec::with_capacity(nruns.min(r.left() / 16));
@@ -417,7 +429,25 @@ impl DayBucket {
         domain: &DomainName,
         day: Day,
     ) -> Result<Parsed<'a>, BucketError> {
-        let p = DayBucket::parse(b)?;
+        DayBucket::parse_checked_for(b, domain, day, true)
+    }
+
+    /// [`DayBucket::parse_for`] of bytes whose checksum this process has verified already.
+    pub fn parse_verified_for<'a>(
+        b: &'a [u8],
+        domain: &DomainName,
+        day: Day,
+    ) -> Result<Parsed<'a>, BucketError> {
+        DayBucket::parse_checked_for(b, domain, day, false)
+    }
+
+    fn parse_checked_for<'a>(
+        b: &'a [u8],
+        domain: &DomainName,
+        day: Day,
+        check_crc: bool,
+    ) -> Result<Parsed<'a>, BucketError> {
+        let p = DayBucket::parse_inner(b, Some(domain), check_crc)?;
         if p.domain != *domain || p.day != day {
             return Err(BucketError::Misplaced {
                 found: p.domain.to_string(),

@@ -101,6 +101,8 @@ fn pending<'m>(m: &'m Manifest, days: &[Day]) -> Vec<(&'m Published, RunId)> {
 struct Part {
     key: String,
     bytes: Vec<u8>,
+    /// Its checksum was verified when it was gathered.
+    verified: bool,
 }
 
 /// Gathers, for each wanted (domain, day), the objects whose sum it is: checked against the
@@ -132,7 +134,11 @@ async fn attempt(
             return Ok(Attempt::Again);
         }
         held.push(p.runs);
-        parts.push(vec![Part { key, bytes }]);
+        parts.push(vec![Part {
+            key,
+            bytes,
+            verified: true,
+        }]);
     }
 
     let mut days: Vec<Day> = wanted.iter().map(|(_, d)| *d).collect();
@@ -201,6 +207,7 @@ async fn attempt(
         parts[w].push(Part {
             key: seg_keys[s].clone(),
             bytes,
+            verified: false,
         });
     }
     Ok(Attempt::Done(parts))
@@ -224,7 +231,12 @@ pub async fn visit_bytes(
     let (snap, parts) = gather(store, wanted).await?;
     for (w, (parts, (domain, day))) in parts.iter().zip(wanted).enumerate() {
         for part in parts {
-            DayBucket::parse_for(&part.bytes, domain, *day)
+            let parsed = if part.verified {
+                DayBucket::parse_verified_for(&part.bytes, domain, *day)
+            } else {
+                DayBucket::parse_for(&part.bytes, domain, *day)
+            };
+            parsed
                 .and_then(|p| p.bytes(|m, bytes| f(w, m, bytes)))
                 .map_err(|e| corrupt(&part.key, e))?;
         }

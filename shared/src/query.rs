@@ -27,11 +27,18 @@ pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>,
     let span = ((hi.0 - first.0) / step + 1) as usize;
     // 100 domains x 1,440 minutes of 2^64 - 1 each still fit: sums never saturate.
     let mut totals = vec![0u128; span];
-    let starts: Vec<i64> = wanted.iter().map(|(_, d)| d.first_minute().0).collect();
+    // Each wanted day's first minute, counted from the first slot.
+    let offsets: Vec<i64> = wanted
+        .iter()
+        .map(|(_, d)| d.first_minute().0 - first.0)
+        .collect();
+    let (width, step_u) = ((hi.0 - lo.0) as u64, step as u64);
     let snap = published::visit_bytes(store, &wanted, |w, minute, bytes| {
-        let m = starts[w] + minute as i64;
-        if (lo.0..=hi.0).contains(&m) {
-            totals[((m - first.0) / step) as usize] += u128::from(bytes);
+        // Minutes before the first slot wrap to large values and fall out with those after.
+        let at = (offsets[w] + minute as i64) as u64;
+        if at <= width {
+            let slot = if step_u == 1 { at } else { at / step_u };
+            totals[slot as usize] += u128::from(bytes);
         }
     })
     .await?;
