@@ -16,7 +16,8 @@ use crate::store::manifest::{self, Manifest, Published};
 use crate::store::{Store, StoreError, keys};
 use crate::time::{Day, Minute};
 use futures_util::future::try_join_all;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// How many times a read starts again before it gives up on a store that keeps changing.
 const ATTEMPTS: usize = 20;
@@ -58,8 +59,40 @@ pub async fn read_cells(
     Ok((snap, cells))
 }
 
-/// The index of a published segment; `None` if it is gone.
-async fn index_of(store: &dyn Store, key: &str) -> Result<Option<(Index, Vec<u8>)>, StoreError> {
+/// Segment heads read lately, by key: a segment never changes once written and its key (a
+/// random run or merge id) is never reused, so a head read once serves every later query of
+/// this process. Bounded; emptied when full.
+static HEADS: std::sync::OnceLock<std::sync::Mutex<Heads>> = std::sync::OnceLock::new();
+/// A segment's index and the first bytes read with it.
+type Head = Arc<(Index, Vec<u8>)>;
+type Heads = HashMap<String, Head>;
+/// At most this many heads (each at most [`segment::FIRST_READ`] bytes plus its index) are kept.
+const HEADS_KEPT: usize = 128;
+
+fn heads() -> std::sync::MutexGuard<'static, Heads> {
+    let m = HEADS.get_or_init(Default::default);
+    // A panic elsewhere while holding it leaves a cache that is still whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The index of a published segment, and the first bytes read with it; `None` if it is gone.
+async fn index_of(store: &dyn Store, key: &str) -> Result<Option<Head>, StoreError> {
+    if let Some(hit) = heads().get(key) {
+        return Ok(Some(hit.clone()));
+    }
+    let Some(read) = read_index(store, key).await? else {
+        return Ok(None);
+    };
+    let read = Arc::new(read);
+    let mut cache = heads();
+    if cache.len() >= HEADS_KEPT {
+        cache.clear();
+    }
+    cache.insert(key.to_owned(), read.clone());
+    Ok(Some(read))
+}
+
+async fn read_index(store: &dyn Store, key: &str) -> Result<Option<(Index, Vec<u8>)>, StoreError> {
     let bad = |e: segment::SegmentError| StoreError::Corrupt {
         key: key.to_owned(),
         reason: e.to_string(),
@@ -163,7 +196,8 @@ async fn attempt(
     let mut adds: Vec<(usize, usize, std::ops::Range<u64>)> = Vec::new();
     let mut fetch: BTreeMap<(usize, u64), u64> = BTreeMap::new();
     for (w, (domain, day)) in wanted.iter().enumerate() {
-        for (s, ((p, run), (index, prefix))) in segs.iter().zip(&found).enumerate() {
+        for (s, ((p, run), head)) in segs.iter().zip(&found).enumerate() {
+            let (index, prefix) = &**head;
             if p.day().as_ref() != Some(day) || held[w].binary_search(run).is_ok() {
                 continue;
             }
@@ -191,7 +225,7 @@ async fn attempt(
         };
     }
     for (w, s, r) in adds {
-        let (_, prefix) = &found[s];
+        let (_, prefix) = &*found[s];
         let bytes = match bodies.remove(&(s, r.start)) {
             Some(b) => b,
             None => usize::try_from(r.start)
@@ -312,7 +346,7 @@ async fn domains_attempt(
     }
     for (p, _) in pending(&m, &[day]) {
         match index_of(store, &p.key()).await? {
-            Some((index, _)) => out.extend(index.domains().cloned()),
+            Some(head) => out.extend(head.0.domains().cloned()),
             // Compacted since the manifest was read, perhaps after the listing: list again.
             None => return Ok(Attempt::Again),
         }
