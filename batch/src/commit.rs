@@ -22,6 +22,7 @@
 use crate::failpoint;
 use crate::ledger::{self, InputRecord, InputState, RunRecord, RunState, SegmentRef};
 use srctraffic::bucket::{DayBucket, RunId};
+use srctraffic::published;
 use srctraffic::segment;
 use srctraffic::store::manifest::{self, Manifest, Published};
 use srctraffic::store::{Precondition, Store, StoreError, Version, keys};
@@ -451,29 +452,21 @@ impl Ledger {
                 reason: format!("bad segment day {:?}", first.day),
             });
         };
-        let Some(head) = self.store.get_range(&key, 0, segment::FIRST_READ).await? else {
-            return Ok(true);
-        };
-        let bad = |e: segment::SegmentError| CommitError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        };
-        let needed = segment::Index::needed(&head).map_err(bad)?;
-        let head = if needed > head.len() as u64 {
-            match self.store.get_range(&key, 0, needed).await? {
-                Some(h) => h,
-                None => return Ok(true),
+        // Read afresh, not from the readers' cache: whether it is gone is the question.
+        let index = match published::segment_index(self.store.as_ref(), &key).await {
+            Ok(Some((index, _))) => index,
+            Ok(None) => return Ok(true),
+            Err(StoreError::Corrupt { key, reason }) => {
+                return Err(CommitError::Corrupt { key, reason });
             }
-        } else {
-            head
+            Err(e) => return Err(e.into()),
         };
-        let index = segment::Index::parse(&head).map_err(bad)?;
         let Some(domain) = index.first() else {
             return Ok(false);
         };
         let bkey = keys::bucket(day, domain);
         Ok(match self.store.get(&bkey).await? {
-            Some(b) => DayBucket::decode_for(&b, domain, day)
+            Some(b) => DayBucket::parse_for(&b, domain, day)
                 .map_err(|e| CommitError::Corrupt {
                     key: bkey,
                     reason: e.to_string(),
@@ -650,22 +643,14 @@ impl Ledger {
         let named: std::collections::HashSet<String> =
             m.segments.iter().map(Published::key).collect();
         for key in listed {
-            let run = key
-                .rsplit('/')
-                .next()
-                .and_then(|f| f.strip_suffix(".seg"))
-                .unwrap_or_default();
-            if named.contains(&key) || runs.contains(run) {
+            if named.contains(&key) {
                 continue;
             }
-            if crate::compact::is_merged(&key) {
-                let day = key
-                    .strip_prefix(keys::SEGMENTS)
-                    .and_then(|k| k.split('/').next())
-                    .and_then(srctraffic::Day::parse);
-                if let Some(day) = day
-                    && crate::compact::day_busy(self, day).await?
-                {
+            if let Some((day, id)) = keys::parse_segment(&key) {
+                if runs.contains(id) {
+                    continue;
+                }
+                if crate::compact::is_merged(id) && crate::compact::day_busy(self, day).await? {
                     continue;
                 }
             }

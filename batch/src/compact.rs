@@ -461,9 +461,7 @@ async fn fold_batch(
     Ok(written)
 }
 
-/// Whether a segment key names a merged segment (not a run's own).
-pub fn is_merged(key: &str) -> bool {
-    key.rsplit('/')
-        .next()
-        .is_some_and(|f| f.starts_with(MERGED))
+/// Whether a segment id (see `keys::parse_segment`) is a merge's (not a run's own).
+pub fn is_merged(id: &str) -> bool {
+    id.starts_with(MERGED)
 }

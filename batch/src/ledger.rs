@@ -59,11 +59,7 @@ pub struct SegmentRef {
 impl SegmentRef {
     /// The segment's key, for a run.
     pub fn key(&self, run: RunId) -> String {
-        format!(
-            "{}{}/{run}.seg",
-            srctraffic::store::keys::SEGMENTS,
-            self.day
-        )
+        srctraffic::store::keys::segment(&self.day, &run.to_string())
     }
 
     /// The day, if well formed.

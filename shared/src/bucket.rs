@@ -275,16 +275,7 @@ impl DayBucket {
     /// Decodes the bucket stored for `(domain, day)`, and checks that it holds that one: a
     /// bucket copied under another name must not be served as that name.
     pub fn decode_for(b: &[u8], domain: &DomainName, day: Day) -> Result<DayBucket, BucketError> {
-        let bucket = DayBucket::decode(b)?;
-        if bucket.domain != *domain || bucket.day != day {
-            return Err(BucketError::Misplaced {
-                found: bucket.domain.to_string(),
-                found_day: bucket.day,
-                wanted: domain.to_string(),
-                wanted_day: day,
-            });
-        }
-        Ok(bucket)
+        DayBucket::parse_for(b, domain, day)?.into_bucket()
     }
 
     /// Encodes per version 2 of the layout in the module docs.
@@ -344,16 +335,7 @@ impl DayBucket {
 
     /// Decodes either version and checks magic, checksum and fields.
     pub fn decode(b: &[u8]) -> Result<DayBucket, BucketError> {
-        let parsed = DayBucket::parse(b)?;
-        let mut bucket = DayBucket::new(parsed.domain.clone(), parsed.day);
-        bucket.statuses = parsed.rows(|m, bytes, requests, https| {
-            bucket.minutes[m] = bytes;
-            bucket.requests[m] = requests;
-            bucket.https[m] = https;
-        })?;
-        bucket.seq = parsed.seq;
-        bucket.runs = parsed.runs;
-        Ok(bucket)
+        DayBucket::parse(b)?.into_bucket()
     }
 
     /// Checks a bucket's magic, checksum and header and leaves its rows encoded: for readers
@@ -516,6 +498,19 @@ impl<'a> Parsed<'a> {
     /// Whether the run is folded in.
     pub fn holds(&self, run: RunId) -> bool {
         self.runs.binary_search(&run).is_ok()
+    }
+
+    /// Decodes the rows into a whole bucket.
+    pub fn into_bucket(self) -> Result<DayBucket, BucketError> {
+        let mut bucket = DayBucket::new(self.domain.clone(), self.day);
+        bucket.statuses = self.rows(|m, bytes, requests, https| {
+            bucket.minutes[m] = bytes;
+            bucket.requests[m] = requests;
+            bucket.https[m] = https;
+        })?;
+        bucket.seq = self.seq;
+        bucket.runs = self.runs;
+        Ok(bucket)
     }
 
     /// Calls `f(minute, bytes, requests, https)` for each minute the bucket holds (a version-1

@@ -80,7 +80,7 @@ async fn index_of(store: &dyn Store, key: &str) -> Result<Option<Head>, StoreErr
     if let Some(hit) = heads().get(key) {
         return Ok(Some(hit.clone()));
     }
-    let Some(read) = read_index(store, key).await? else {
+    let Some(read) = segment_index(store, key).await? else {
         return Ok(None);
     };
     let read = Arc::new(read);
@@ -92,7 +92,12 @@ async fn index_of(store: &dyn Store, key: &str) -> Result<Option<Head>, StoreErr
     Ok(Some(read))
 }
 
-async fn read_index(store: &dyn Store, key: &str) -> Result<Option<(Index, Vec<u8>)>, StoreError> {
+/// Reads a segment's index (and the first bytes read with it) from the store, uncached;
+/// `None` if the segment is gone.
+pub async fn segment_index(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<(Index, Vec<u8>)>, StoreError> {
     let bad = |e: segment::SegmentError| StoreError::Corrupt {
         key: key.to_owned(),
         reason: e.to_string(),

@@ -10,6 +10,17 @@ pub const BUCKETS: &str = "buckets/";
 /// The prefix of every segment: `segments/YYYY-MM-DD/<run>.seg`.
 pub const SEGMENTS: &str = "segments/";
 
+/// The key of a segment: `segments/<day>/<id>.seg`, `id` a run id or a merge's `m-` id.
+pub fn segment(day: &str, id: &str) -> String {
+    format!("{SEGMENTS}{day}/{id}.seg")
+}
+
+/// The day and id of a segment key.
+pub fn parse_segment(key: &str) -> Option<(Day, &str)> {
+    let (day, file) = key.strip_prefix(SEGMENTS)?.split_once('/')?;
+    Some((Day::parse(day)?, file.strip_suffix(".seg")?))
+}
+
 /// Longest domain kept whole in a bucket's name. File systems allow 255 bytes a name, and the
 /// local store's temporary files add about 30 to it; a valid domain may have 253.
 pub const LONGEST_PLAIN_NAME: usize = 200;
@@ -92,6 +103,17 @@ mod tests {
         let a = DomainName::parse(&format!("{label}.{label}.{label}.a")).unwrap();
         let b = DomainName::parse(&format!("{label}.{label}.{label}.b")).unwrap();
         assert_ne!(bucket(day, &a), bucket(day, &b));
+    }
+
+    #[test]
+    fn segment_keys_round_trip() {
+        let k = segment("2019-12-10", "m-0123");
+        assert_eq!(k, "segments/2019-12-10/m-0123.seg");
+        assert_eq!(
+            parse_segment(&k),
+            Some((Day::parse("2019-12-10").unwrap(), "m-0123"))
+        );
+        assert_eq!(parse_segment("buckets/2019-12-10/a.bkt"), None);
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Published {
 
     /// The segment's key.
     pub fn key(&self) -> String {
-        format!("{}{}/{}.seg", keys::SEGMENTS, self.day, self.run)
+        keys::segment(&self.day, &self.run)
     }
 }
 
