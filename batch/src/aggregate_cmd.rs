@@ -345,7 +345,7 @@ pub fn run(
     }
     // Lines a little past now still count, but "known up to" never passes now.
     let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
-    let cells = agg.into_cells();
+    let cells = agg.into_encoded();
     summary.phases.push(("check", phase.elapsed()));
     let phase = Instant::now();
     summary.days = {

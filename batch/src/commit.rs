@@ -370,7 +370,7 @@ impl Ledger {
         run: &Run,
         inputs: Vec<String>,
         max_minute: Option<i64>,
-        cells: Vec<DayBucket>,
+        cells: Vec<segment::Cell>,
     ) -> Result<()> {
         let mut refs = Vec::new();
         let mut items = Vec::new();
@@ -380,14 +380,10 @@ impl Ledger {
                 day: day.to_string(),
                 cells: day_cells.len() as u64,
             };
-            // Sorted by domain already; each cell encodes on its own core.
-            let encoded: Vec<(&srctraffic::DomainName, Vec<u8>)> = {
-                use rayon::prelude::*;
-                day_cells
-                    .par_iter()
-                    .map(|c| (&c.domain, c.encode()))
-                    .collect()
-            };
+            let encoded: Vec<(&srctraffic::DomainName, &[u8])> = day_cells
+                .iter()
+                .map(|c| (&c.domain, c.body.as_slice()))
+                .collect();
             items.push((
                 r.key(run.id),
                 segment::assemble(day, &encoded),
@@ -717,6 +713,11 @@ pub(crate) mod tests {
         c
     }
 
+    /// Buckets as a run seals them.
+    pub(crate) fn encoded(cells: &[DayBucket]) -> Vec<segment::Cell> {
+        cells.iter().map(segment::Cell::of).collect()
+    }
+
     /// Claims `inputs`, seals `cells` (sorted by day) and publishes: a whole run.
     pub(crate) async fn run_with(
         ledger: &Ledger,
@@ -732,7 +733,10 @@ pub(crate) mod tests {
         assert!(claims.iter().all(|c| *c == Claim::Mine), "{claims:?}");
         cells.sort_by(|a, b| (a.day, &a.domain).cmp(&(b.day, &b.domain)));
         let inputs = inputs.iter().map(|s| s.to_string()).collect();
-        ledger.seal(&run, inputs, Some(0), cells).await.unwrap();
+        ledger
+            .seal(&run, inputs, Some(0), encoded(&cells))
+            .await
+            .unwrap();
         ledger.finish_own(&run).await.unwrap();
         run.id
     }
@@ -771,7 +775,7 @@ pub(crate) mod tests {
             cell("a.com", 11, 0, 9),
         ];
         ledger
-            .seal(&run, vec!["in".into()], Some(11 * 1440), cells)
+            .seal(&run, vec!["in".into()], Some(11 * 1440), encoded(&cells))
             .await
             .unwrap();
         // Sealed, its segments written: readers see none of it.
@@ -986,7 +990,7 @@ pub(crate) mod tests {
                 &run_a,
                 vec!["in".into()],
                 None,
-                vec![cell("a.com", 1, 0, 1)]
+                encoded(&[cell("a.com", 1, 0, 1)])
             )
             .await,
             Err(CommitError::LostLease(_))
@@ -1005,7 +1009,7 @@ pub(crate) mod tests {
             &run_b,
             vec!["in".into(), "other".into()],
             None,
-            vec![cell("a.com", 1, 0, 2)],
+            encoded(&[cell("a.com", 1, 0, 2)]),
         )
         .await
         .unwrap();
@@ -1070,6 +1074,43 @@ pub(crate) mod tests {
                 .segments
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn a_day_over_keeps_a_lone_segment_and_folds_once_a_second_comes() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let ledger = Ledger::with_world(store.clone(), Duration::from_secs(60), FakeWorld::new(1));
+        let policy = compact::Policy {
+            after: 8,
+            limit: 2,
+            now: 11 * 86_400 + compact::DAY_OVER_GRACE,
+        };
+        run_with(
+            &ledger,
+            &["a"],
+            vec![cell("a.com", 10, 5, 7), cell("b.com", 10, 5, 1)],
+        )
+        .await;
+        let done = compact::compact_if_due(&ledger, &[Day(10)], &policy)
+            .await
+            .unwrap();
+        // One segment is as few objects to read as a base: nothing is rewritten.
+        assert_eq!(done.folded_days, 0);
+        assert!(store.list(keys::BUCKETS).await.unwrap().is_empty());
+        run_with(&ledger, &["b"], vec![cell("a.com", 10, 6, 3)]).await;
+        let done = compact::compact_if_due(&ledger, &[Day(10)], &policy)
+            .await
+            .unwrap();
+        assert_eq!((done.folded_days, done.objects), (1, 2));
+        let want: BTreeMap<(String, i32, usize), u64> = [
+            (("a.com".to_string(), 10, 5), 7),
+            (("a.com".to_string(), 10, 6), 3),
+            (("b.com".to_string(), 10, 5), 1),
+        ]
+        .into();
+        assert_eq!(totals(store.as_ref()).await, want);
+        let (m, _) = manifest::read(store.as_ref()).await.unwrap();
+        assert!(m.segments.is_empty());
     }
 
     #[tokio::test]

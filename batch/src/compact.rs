@@ -6,8 +6,8 @@
 //!   segment on the next level (one object written, one manifest write). Frequent small runs
 //!   cost a fraction of an object each, whatever the number of domains they touch.
 //! - **Fold**: a day that is over (its end plus [`DAY_OVER_GRACE`] has passed on the data
-//!   clock), a day whose top level is full, and `srctraffic-batch compact` fold the day's
-//!   segments into its per-domain base buckets: mark them in the manifest (a merge never takes
+//!   clock) with more than one segment, a day whose top level is full, and
+//!   `srctraffic-batch compact` fold the day's segments into its per-domain base buckets: mark them in the manifest (a merge never takes
 //!   a marked segment), fold each domain's cells into its base with compare-and-swap, take the
 //!   segments out of the manifest, delete them.
 //!
@@ -150,8 +150,11 @@ fn due(m: &Manifest, day: Day, policy: &Policy) -> Option<Action> {
     if entries.is_empty() {
         return None;
     }
+    // A day over folds what its runs left, but a lone segment is a day's final shape already
+    // (one object to read, like a base): folding it would only turn one object into one per
+    // domain. It folds when late lines add a second, or by hand.
     let over = (i64::from(day.0) + 1) * 86_400 + DAY_OVER_GRACE <= policy.now;
-    if over || policy.after <= 1 || entries.iter().any(|p| p.folding) {
+    if (over && entries.len() > 1) || policy.after <= 1 || entries.iter().any(|p| p.folding) {
         return Some(Action::Fold);
     }
     for level in 0..=TOP_LEVEL {

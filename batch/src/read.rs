@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Bytes per parallel chunk of a plain file.
 pub const CHUNK: u64 = 8 << 20;
 const GZ_BUF: usize = 1 << 20;
+/// Bytes of a mapped chunk scanned at a time; the pages behind are given back.
+const SCAN_WINDOW: usize = 1 << 20;
 /// The default `--max-line-bytes`: longer records are rejected without being held in memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -205,10 +207,12 @@ fn read_pass(
         Task::Stream { .. } => 0,
         Task::Chunk { .. } => 1,
     });
-    // One aggregator per worker rather than per task: merging one costs about as much as
-    // scanning a chunk. Each report says whether it came from a chunk, whose failure leaves
-    // sibling chunks counted.
+    // A worker keeps its aggregator from task to task (its domain caches make the next one
+    // fast) and hands its totals to the run's after each task, so a worker holds only one
+    // task's hours. A report says whether it came from a chunk, whose failure leaves sibling
+    // chunks counted.
     let fresh = || Aggregator::new(opts.floor_day, opts.ceiling_minute, opts.keep_all_rejects);
+    let run_agg = Mutex::new(fresh());
     let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
     let take = || lock(&pool).pop().unwrap_or_else(fresh);
     let (lines_done, started) = (AtomicU64::new(0), std::time::Instant::now());
@@ -253,6 +257,7 @@ fn read_pass(
                     report
                 }
                 Task::Stream { file } => {
+                    // A stream that fails half way contributes nothing: it is summed apart.
                     let mut local = fresh();
                     let report =
                         read_stream(&mut local, file, &inputs[file as usize], opts, progress);
@@ -262,6 +267,7 @@ fn read_pass(
                     (file, report, Cut::Fine)
                 }
             };
+            agg.drain_into(&mut lock(&run_agg));
             lock(&pool).push(agg);
             let done = lines_done.fetch_add(report.1.lines, Ordering::Relaxed) + report.1.lines;
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -270,11 +276,7 @@ fn read_pass(
             report
         })
         .collect();
-    let mut aggs = pool.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut agg = aggs.pop().unwrap_or_else(fresh);
-    for other in aggs {
-        agg.merge(other);
-    }
+    let agg = run_agg.into_inner().unwrap_or_else(|p| p.into_inner());
     let (mut failed, mut misaligned) = (Vec::new(), Vec::new());
     for (file, r, cut) in reports {
         let f = &mut files[file as usize];
@@ -303,9 +305,10 @@ enum Cut {
     Misaligned,
 }
 
-/// Locks the pool; a poisoned lock only means a worker panicked, and the aggregators are whole.
-fn lock(pool: &Mutex<Vec<Aggregator>>) -> MutexGuard<'_, Vec<Aggregator>> {
-    pool.lock().unwrap_or_else(|p| p.into_inner())
+/// Locks a pool or the run's totals. A poisoned lock means a worker panicked, which rayon
+/// hands on to the run, so nothing read under a poisoned lock is ever committed.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reads the header and cuts a plain file into chunk tasks; a gzip file is one task.
@@ -479,7 +482,35 @@ fn read_chunk(
             base_off: begin,
         },
     );
-    Ok(scan::scan(&map, cols, max_line_bytes, true, 0, agg))
+    // Scanned a window at a time, each page given back once passed: a mapping's pages count as
+    // the process's memory, and a chunk per worker would make memory grow with the threads.
+    let (mut at, mut window, mut lines) = (0usize, SCAN_WINDOW, 0u64);
+    loop {
+        let to = at.saturating_add(window).min(map.len());
+        let eof = to == map.len();
+        let end = scan::scan(&map[at..to], cols, max_line_bytes, eof, 0, agg);
+        lines += end.lines;
+        if eof {
+            return Ok(scan::ScanEnd {
+                consumed: at + end.consumed,
+                lines,
+                open_quote: end.open_quote,
+            });
+        }
+        if end.consumed == 0 {
+            // A record longer than the window: look further from the same start.
+            window = window.saturating_mul(2);
+            continue;
+        }
+        at += end.consumed;
+        window = SCAN_WINDOW;
+        // SAFETY: the mapping is private, read-only and never written, so a dropped page that
+        // is touched again is read back from the unchanged file with the same bytes; no slice
+        // of it is alive here. Only an economy: a failure changes nothing.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, at & !4095)
+        };
+    }
 }
 
 /// Counts bytes read from the file for the progress bar.

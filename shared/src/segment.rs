@@ -52,20 +52,46 @@ pub enum SegmentError {
     Cell(#[from] BucketError),
 }
 
+/// One (domain, day) of a segment, encoded ([`DayBucket::encode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// The day.
+    pub day: Day,
+    /// The domain.
+    pub domain: DomainName,
+    /// The encoded bucket.
+    pub body: Vec<u8>,
+}
+
+impl Cell {
+    /// Encodes a bucket.
+    pub fn of(b: &DayBucket) -> Cell {
+        Cell {
+            day: b.day,
+            domain: b.domain.clone(),
+            body: b.encode(),
+        }
+    }
+}
+
 /// Encodes a day's cells (each of `day`) as a segment, sorted by domain.
 pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
     let mut order: Vec<&DayBucket> = cells.iter().collect();
     order.sort_by(|a, b| a.domain.cmp(&b.domain));
-    let encoded: Vec<(&DomainName, Vec<u8>)> =
-        order.iter().map(|c| (&c.domain, c.encode())).collect();
+    let bodies: Vec<Vec<u8>> = order.iter().map(|c| c.encode()).collect();
+    let encoded: Vec<(&DomainName, &[u8])> = order
+        .iter()
+        .zip(&bodies)
+        .map(|(c, b)| (&c.domain, b.as_slice()))
+        .collect();
     assemble(day, &encoded)
 }
 
 /// Assembles a segment from cells already encoded (so a caller may encode them in parallel),
 /// each with its domain, sorted by domain.
-pub fn assemble(day: Day, encoded: &[(&DomainName, Vec<u8>)]) -> Vec<u8> {
+pub fn assemble(day: Day, encoded: &[(&DomainName, &[u8])]) -> Vec<u8> {
     let order: Vec<&DomainName> = encoded.iter().map(|(d, _)| *d).collect();
-    let bodies: Vec<&Vec<u8>> = encoded.iter().map(|(_, b)| b).collect();
+    let bodies: Vec<&[u8]> = encoded.iter().map(|(_, b)| *b).collect();
     let index_len: usize = order.iter().map(|d| 1 + d.as_str().len() + 12).sum();
     let data_start = (HEAD + index_len + 4) as u64;
     let total: usize = bodies.iter().map(|b| b.len()).sum();
