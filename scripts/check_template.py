@@ -63,6 +63,40 @@ def schedule_problem(expr: str):
     return None
 
 
+def guard_problems(doc) -> list:
+    """The API function keeps nonces and call counts in a DynamoDB table of this template (key
+    `pk` a string, TTL on `expires`) and may only put and update items of that table."""
+    resources = doc.get("Resources", {})
+    api = resources.get("ApiFunction", {}).get("Properties", {})
+    env = api.get("Environment", {}).get("Variables", {})
+    if env.get("SRCTRAFFIC_GUARD") != "dynamodb":
+        return ["ApiFunction: SRCTRAFFIC_GUARD must be dynamodb (nonces and rates per instance otherwise)"]
+    ref = env.get("SRCTRAFFIC_GUARD_TABLE")
+    table = ref.get("!Ref") if isinstance(ref, dict) else None
+    props = resources.get(table, {}).get("Properties", {})
+    if resources.get(table, {}).get("Type") != "AWS::DynamoDB::Table":
+        return [f"ApiFunction: SRCTRAFFIC_GUARD_TABLE {ref!r} is not a DynamoDB table of this template"]
+    problems = []
+    if props.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
+        problems.append(f"{table}: the key must be pk alone")
+    ttl = props.get("TimeToLiveSpecification", {})
+    if ttl.get("AttributeName") != "expires" or ttl.get("Enabled") is not True:
+        problems.append(f"{table}: TTL must be enabled on expires")
+    allowed = set()
+    for policy in api.get("Policies", []):
+        for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            for a in actions:
+                if a.startswith("dynamodb:"):
+                    if st.get("Resource") != {"!GetAtt": f"{table}.Arn"}:
+                        problems.append(f"ApiFunction: {a} on {st.get('Resource')!r}, not the guard table alone")
+                    allowed.add(a)
+    if allowed != {"dynamodb:PutItem", "dynamodb:UpdateItem"}:
+        problems.append(f"ApiFunction: DynamoDB actions {sorted(allowed)}, want exactly PutItem and UpdateItem")
+    return problems
+
+
 def main() -> int:
     path = Path(sys.argv[1])
     doc = yaml.load(path.read_text(), Loader=Loader)
@@ -113,6 +147,7 @@ def main() -> int:
                     problems.append(f"{name}.{ev_name}: queue {queue!r} is not a resource of this template")
                 elif int(visibility) < 6 * int(timeout):
                     problems.append(f"{name}.{ev_name}: queue {qname} VisibilityTimeout {visibility} is under 6 x the function's Timeout {timeout}")
+    problems += guard_problems(doc)
     for p in problems:
         print(f"template: {p}")
     return 1 if problems else 0

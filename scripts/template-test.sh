@@ -27,5 +27,8 @@ plant bad-cron 's/Default: cron(15 0 \* \* ? \*)/Default: cron(15 0 * * * *)/'
 plant missing-binary 's/Binary: srctraffic-batch/Binary: srctraffic-nightly/'
 plant cfn-lint-type 's/MemorySize: 3008/MemorySize: plenty/'
 plant short-visibility 's/VisibilityTimeout: 5400/VisibilityTimeout: 900/'
+plant guard-per-instance 's/SRCTRAFFIC_GUARD: dynamodb/SRCTRAFFIC_GUARD: local/'
+plant guard-broad-policy 's/- dynamodb:UpdateItem/- dynamodb:*/'
+plant guard-no-ttl 's/AttributeName: expires/AttributeName: expiry/'
 echo "template: $passed passed, $failed failed"
 [ "$failed" = 0 ]

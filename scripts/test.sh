@@ -3,7 +3,8 @@
 #  1. the Rust tests (unit, property and integration, over real HTTP, Lambda event JSON and a
 #     real S3-compatible server on 127.0.0.1: s3s-fs, SigV4-checked, data on disk, built as
 #     testkit/s3-server and started by the tests themselves);
-#  2. the official Alibaba Cloud SDKs from PyPI against the API with signing on;
+#  2. the official Alibaba Cloud SDKs from PyPI against the API with signing on; two API
+#     processes sharing nonces and call rates through a DynamoDB-compatible server (moto, PyPI);
 #  3. template.yaml: cfn-lint (from PyPI) and the checks cfn-lint does not make;
 #  4. cargo lambda (from PyPI): `cargo lambda watch` + `cargo lambda invoke` with the committed
 #     events, for both functions.
@@ -12,5 +13,6 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --locked
 bash scripts/sdk-test.sh
+bash scripts/dynamodb-test.sh
 bash scripts/template-test.sh
 bash scripts/lambda-test.sh

@@ -28,6 +28,14 @@ pub struct Cli {
     /// Request signing: `on` (default) or `off` for local use only.
     #[arg(long, env = "SRCTRAFFIC_AUTH", value_enum, default_value_t = Auth::On, global = true)]
     pub auth: Auth,
+    /// Where signed requests' nonces and per-key call counts are kept: `local` (this process;
+    /// the default, for `serve`) or `dynamodb` (shared by every instance: use it on AWS Lambda).
+    #[arg(long, env = "SRCTRAFFIC_GUARD", value_enum, default_value_t = GuardKind::Local, global = true)]
+    pub guard: GuardKind,
+    /// The DynamoDB table of `--guard dynamodb` (partition key `pk`, a string; TTL on
+    /// `expires`). `AWS_ENDPOINT_URL_DYNAMODB` points the SDK at another server.
+    #[arg(long, env = "SRCTRAFFIC_GUARD_TABLE", global = true)]
+    pub guard_table: Option<String>,
     /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for replayed logs; never used for signatures.
     #[arg(long, env = "SRCTRAFFIC_NOW", global = true)]
     pub now: Option<String>,
@@ -43,6 +51,15 @@ pub enum Auth {
     On,
     /// No signature checks: local use only.
     Off,
+}
+
+/// Where nonces and call counts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuardKind {
+    /// In this process.
+    Local,
+    /// In a DynamoDB table every instance shares.
+    Dynamodb,
 }
 
 /// Subcommands.
@@ -75,6 +92,8 @@ pub struct Settings {
     pub auth: Auth,
     /// The credentials, when they are.
     pub credentials: Option<Credentials>,
+    /// The DynamoDB table for nonces and call counts; `None` keeps them in the process.
+    pub guard_table: Option<String>,
 }
 
 /// A setting that cannot be used.
@@ -91,6 +110,11 @@ pub enum ConfigError {
     /// The credentials file cannot be read.
     #[error("SRCTRAFFIC_CREDENTIALS / --credentials {0}: {1}")]
     ReadCredentials(String, String),
+    /// `--guard dynamodb` without a table.
+    #[error(
+        "SRCTRAFFIC_GUARD / --guard is dynamodb, so SRCTRAFFIC_GUARD_TABLE / --guard-table must name the table"
+    )]
+    NoGuardTable,
     /// The credentials file is not usable.
     #[error("SRCTRAFFIC_CREDENTIALS / --credentials {0}: {1}")]
     BadCredentials(String, CredentialsError),
@@ -139,11 +163,17 @@ impl Cli {
                 Some(creds)
             }
         };
+        let guard_table = match (self.guard, &self.guard_table) {
+            (GuardKind::Local, _) => None,
+            (GuardKind::Dynamodb, Some(t)) if !t.is_empty() => Some(t.clone()),
+            (GuardKind::Dynamodb, _) => return Err(ConfigError::NoGuardTable),
+        };
         Ok(Settings {
             store: self.store.clone(),
             clock,
             auth: self.auth,
             credentials,
+            guard_table,
         })
     }
 }
@@ -182,6 +212,9 @@ mod tests {
                 .to_string()
                 .contains("s3://bucket/key")
         );
+        let cli = Cli::try_parse_from(["x", "--auth", "off", "--guard", "dynamodb"]).unwrap();
+        let e = cli.settings().await.unwrap_err().to_string();
+        assert!(e.contains("SRCTRAFFIC_GUARD_TABLE"), "{e}");
         let cli = Cli::try_parse_from(["x", "--auth", "off", "--now", "yesterday"]).unwrap();
         assert!(
             cli.settings()

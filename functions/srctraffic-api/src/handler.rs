@@ -70,7 +70,7 @@ async fn api(
     };
     let host = h("host").unwrap_or("srctraffic");
     let params = raw.params();
-    let checked = check(&state, &raw, &params, &headers);
+    let checked = check(&state, &raw, &params, &headers).await;
     let format = checked.as_ref().map_or_else(|(f, _)| *f, |(f, _)| *f);
     let rendered = match checked {
         Err((_, e)) => render_error(&e, format, &request_id, host),
@@ -114,7 +114,7 @@ fn log_first_answer(state: &AppState) {
 
 /// Authenticates (first of all), parses, and checks the caller owns every domain asked for.
 /// Either way, says which format to answer in.
-fn check(
+async fn check(
     state: &AppState,
     raw: &RawRequest<'_>,
     params: &Params,
@@ -138,7 +138,7 @@ fn check(
             };
             let real_now = Clock::System.now_unix();
             let mono_ms = state.started.elapsed().as_millis() as i64;
-            match auth.authenticate(&input, real_now, mono_ms) {
+            match auth.authenticate(&input, real_now, mono_ms).await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::info!(code = e.code(), "request refused by authentication");

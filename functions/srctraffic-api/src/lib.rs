@@ -6,6 +6,7 @@
 pub mod config;
 pub mod handler;
 pub mod server;
+pub mod shared_guard;
 
 pub use config::{Cli, Settings};
 pub use handler::{AppState, router};

@@ -29,10 +29,28 @@ async fn main() -> anyhow::Result<()> {
     state.log_cold_start = on_lambda;
 
     if let Some(creds) = settings.credentials {
+        let guard: std::sync::Arc<dyn srctraffic::auth::guard::Guard> = match &settings.guard_table
+        {
+            Some(table) => {
+                tracing::info!(
+                    table,
+                    "nonces and call rates in DynamoDB, shared by every instance"
+                );
+                std::sync::Arc::new(srctraffic_api::shared_guard::DynamoGuard::connect(table).await)
+            }
+            None => {
+                if on_lambda {
+                    tracing::warn!(
+                        "nonces and call rates are per instance; set SRCTRAFFIC_GUARD=dynamodb on AWS"
+                    );
+                }
+                std::sync::Arc::new(srctraffic::auth::guard::LocalGuard::new())
+            }
+        };
         tracing::info!(keys = creds.len(), "request signing on");
-        state.auth = Some(std::sync::Arc::new(srctraffic::auth::Authenticator::new(
-            creds,
-        )));
+        state.auth = Some(std::sync::Arc::new(
+            srctraffic::auth::Authenticator::with_guard(creds, guard),
+        ));
     }
     let app = router(state);
     if on_lambda {

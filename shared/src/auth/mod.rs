@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod encode;
+pub mod guard;
 pub mod replay;
 pub mod v1;
 pub mod v3;
@@ -15,7 +16,8 @@ pub mod v3;
 use crate::api::error::ApiError;
 use crate::time::ApiTime;
 use credentials::{Credentials, Key};
-use replay::{NonceMemory, NonceRefusal, Throttle};
+use guard::{Guard, LocalGuard, Verdict};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// How far a request's timestamp may be from the server clock.
@@ -65,12 +67,11 @@ pub struct Principal<'a> {
     pub key: &'a Key,
 }
 
-/// Checks requests against a set of credentials. Nonce memory and throttle are per process.
+/// Checks requests against a set of credentials; nonces and call rates go to its [`Guard`].
 #[derive(Debug)]
 pub struct Authenticator {
     credentials: Credentials,
-    nonces: NonceMemory,
-    throttle: Throttle,
+    guard: Arc<dyn Guard>,
 }
 
 /// A signature's fields, whichever scheme carried them.
@@ -84,17 +85,18 @@ struct Claimed<'a> {
 }
 
 impl Authenticator {
-    /// An authenticator over these credentials.
+    /// An authenticator over these credentials, keeping nonces and rates in this process.
     pub fn new(credentials: Credentials) -> Authenticator {
-        Authenticator {
-            credentials,
-            nonces: NonceMemory::new(TIMESTAMP_WINDOW_SECS, NONCE_CAPACITY),
-            throttle: Throttle::new(CALLS_PER_SECOND),
-        }
+        Authenticator::with_guard(credentials, Arc::new(LocalGuard::new()))
+    }
+
+    /// An authenticator whose nonces and rates live in `guard` (shared across instances).
+    pub fn with_guard(credentials: Credentials, guard: Arc<dyn Guard>) -> Authenticator {
+        Authenticator { credentials, guard }
     }
 
     /// Authenticates a request at `now` (real Unix seconds) and `now_ms` (a monotonic clock).
-    pub fn authenticate<'s>(
+    pub async fn authenticate<'s>(
         &'s self,
         req: &AuthInput<'_>,
         now: i64,
@@ -117,15 +119,16 @@ impl Authenticator {
         if !bool::from(expected.as_bytes().ct_eq(claimed.signature.as_bytes())) {
             return Err(ApiError::SignatureMismatch(claimed.string_to_sign));
         }
-        match self.nonces.check(key_id, claimed.nonce, now) {
-            Ok(()) => {}
-            Err(NonceRefusal::Used) => return Err(ApiError::NonceUsed),
-            Err(NonceRefusal::Full) => return Err(ApiError::Throttled),
+        match self.guard.check(key_id, claimed.nonce, now, now_ms).await {
+            Verdict::Admit => Ok(Principal { key_id, key }),
+            Verdict::NonceUsed => Err(ApiError::NonceUsed),
+            Verdict::Throttled => Err(ApiError::Throttled),
+            Verdict::Unavailable(why) => {
+                // Fail closed: a replay must not pass because the shared memory is away.
+                tracing::error!(error = %why, "nonce and rate store unreachable; refusing");
+                Err(ApiError::ServiceUnavailable)
+            }
         }
-        if !self.throttle.admit(key_id, now_ms) {
-            return Err(ApiError::Throttled);
-        }
-        Ok(Principal { key_id, key })
     }
 
     fn fields<'r>(req: &'r AuthInput<'r>) -> Option<Claimed<'r>> {

@@ -1,6 +1,6 @@
-//! Replay and flood defences, per process: the nonce memory (15 minutes, bounded) and the
-//! per-AccessKeyId throttle (10 calls per second). A Lambda deployment adds API Gateway
-//! throttling in front, since each instance keeps its own.
+//! Replay and flood defences kept in a process: the nonce memory (15 minutes, bounded) and the
+//! per-AccessKeyId throttle (10 calls per second). On AWS the API keeps them in DynamoDB
+//! instead, shared by every instance (see [`super::guard`]).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -9,3 +9,4 @@ mod robustness;
 mod s3;
 mod seed;
 mod series;
+mod shared_guard;
