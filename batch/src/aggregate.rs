@@ -12,9 +12,10 @@
 
 use crate::fields::{self, TimeParser};
 use crate::rejects::{Position, Reason, Rejects};
-use crate::scan::{Sink, Swallowed};
+use crate::scan::{Fields, Sink, Swallowed};
+use crate::statuses::{BLOCK_MINUTES, StatusCounts};
 use rustc_hash::FxHashMap;
-use srctraffic::bucket::{DayBucket, MINUTES};
+use srctraffic::bucket::{DayBucket, MINUTES, StatusCount};
 use srctraffic::{Day, DomainName};
 
 const BAD_DOMAIN: u32 = u32::MAX;
@@ -22,13 +23,21 @@ const BAD_UTF8: u32 = u32::MAX - 1;
 /// Past this many distinct raw spellings, new ones are normalised every time instead of cached,
 /// so random garbage cannot grow the map without bound.
 const RAW_CACHE_LIMIT: usize = 200_000;
-/// Minutes per block.
-const BLOCK_MINUTES: usize = 60;
 const BLOCKS_PER_DAY: i64 = (MINUTES / BLOCK_MINUTES) as i64;
 
-/// One minute's totals: origin bytes and origin requests side by side, so that a line touches
-/// one cache line.
-type Slot = [u64; 2];
+/// One minute's totals side by side, so that a line touches one cache line: origin bytes and
+/// origin requests.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    bytes: u64,
+    requests: u32,
+    /// Requests with the block's primary status code (the first it saw): most lines have the
+    /// same code, and counting it here costs no memory access of its own.
+    primary: u32,
+}
+/// One hour of one domain's HTTPS bytes, made only when a line over HTTPS comes.
+type HttpsRow = [u64; BLOCK_MINUTES];
+const NO_ROW: u32 = u32::MAX;
 /// One hour of one domain.
 type Block = [Slot; BLOCK_MINUTES];
 
@@ -41,6 +50,9 @@ pub struct Stats {
     pub accepted: u64,
     /// Records older than the retention window.
     pub expired: u64,
+    /// Records of an edge log that the edge served without going to the origin: counted apart,
+    /// neither added nor rejected.
+    pub cached: u64,
     /// Sum of accepted bytes.
     pub bytes: u128,
     /// Latest accepted minute.
@@ -55,6 +67,7 @@ impl Stats {
         self.records += s.records;
         self.accepted += s.accepted;
         self.expired += s.expired;
+        self.cached += s.cached;
         self.bytes += s.bytes;
         self.max_minute = match (self.max_minute, s.max_minute) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -78,6 +91,21 @@ pub enum Origin {
     },
 }
 
+/// One origin fetch, as a format reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetch<'a> {
+    /// The UTC minute.
+    pub minute: i64,
+    /// The domain as written (normalised and checked here).
+    pub domain: &'a [u8],
+    /// Origin bytes.
+    pub bytes: u64,
+    /// Fetched over HTTPS.
+    pub https: bool,
+    /// The origin's HTTP status, when known.
+    pub status: Option<u16>,
+}
+
 /// A worker's totals, or the run's.
 #[derive(Debug)]
 pub struct Aggregator {
@@ -94,6 +122,15 @@ pub struct Aggregator {
     keys: Vec<(u32, i64)>,
     blocks: Vec<Block>,
     block_of: FxHashMap<(u32, i64), u32>,
+    /// Per block: its primary status code (0 before it has one).
+    primary: Vec<u16>,
+    /// Per block: its HTTPS row, or [`NO_ROW`].
+    https_of: Vec<u32>,
+    https_rows: Vec<HttpsRow>,
+    /// Requests per status code, per block.
+    statuses: StatusCounts,
+    /// Cache statuses that mean an origin fetch (lower case), when only those count.
+    origin_statuses: Option<Vec<Box<[u8]>>>,
     /// Counters.
     pub stats: Stats,
     /// Rejected lines.
@@ -118,11 +155,38 @@ impl Aggregator {
             keys: Vec::new(),
             blocks: Vec::new(),
             block_of: FxHashMap::default(),
+            primary: Vec::new(),
+            https_of: Vec::new(),
+            https_rows: Vec::new(),
+            statuses: StatusCounts::default(),
+            origin_statuses: None,
             stats: Stats::default(),
             rejects: Rejects::new(keep_all_rejects),
             file: 0,
             origin: Origin::Lines,
         }
+    }
+
+    /// Counts only lines whose cache status is one of `statuses` (any case); the others are
+    /// served from cache.
+    pub fn with_origin_statuses(mut self, statuses: &[String]) -> Aggregator {
+        self.origin_statuses = Some(
+            statuses
+                .iter()
+                .map(|s| {
+                    s.trim()
+                        .to_ascii_lowercase()
+                        .into_bytes()
+                        .into_boxed_slice()
+                })
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether a line with this cache status is an origin fetch, when a rule is set.
+    pub fn origin_rule(&self) -> Option<&[Box<[u8]>]> {
+        self.origin_statuses.as_deref()
     }
 
     /// Sets which file, and what kind of buffer, the next records come from.
@@ -168,63 +232,116 @@ impl Aggregator {
         id
     }
 
-    fn block(&mut self, id: u32, hour: i64) -> &mut Block {
+    fn block_index(&mut self, id: u32, hour: i64) -> u32 {
         let (last_hour, last_block) = self.last[id as usize];
-        let idx = if last_hour == hour {
-            last_block
-        } else {
-            let next = self.blocks.len() as u32;
-            let idx = *self.block_of.entry((id, hour)).or_insert(next);
-            if idx == next {
-                self.keys.push((id, hour));
-                self.blocks.push([[0; 2]; BLOCK_MINUTES]);
-            }
-            self.last[id as usize] = (hour, idx);
-            idx
-        };
-        &mut self.blocks[idx as usize]
+        if last_hour == hour {
+            return last_block;
+        }
+        let next = self.blocks.len() as u32;
+        let idx = *self.block_of.entry((id, hour)).or_insert(next);
+        if idx == next {
+            self.keys.push((id, hour));
+            self.blocks.push([Slot::default(); BLOCK_MINUTES]);
+            self.primary.push(0);
+            self.statuses.push_block();
+            self.https_of.push(NO_ROW);
+        }
+        self.last[id as usize] = (hour, idx);
+        idx
+    }
+
+    fn https_row(&mut self, block: u32) -> &mut HttpsRow {
+        let mut row = self.https_of[block as usize];
+        if row == NO_ROW {
+            row = self.https_rows.len() as u32;
+            self.https_rows.push([0; BLOCK_MINUTES]);
+            self.https_of[block as usize] = row;
+        }
+        &mut self.https_rows[row as usize]
     }
 
     /// Adds `bytes` at `minute` for a domain, as a record would; `false` if the minute's total
     /// would pass 2^64 - 1 (nothing is added then).
     pub fn add(&mut self, name: &DomainName, minute: i64, bytes: u64) -> bool {
         let id = self.id_of(name.clone());
-        self.add_id(id, minute, bytes)
+        self.add_id(id, minute, bytes, false, None)
     }
 
-    fn add_id(&mut self, id: u32, minute: i64, bytes: u64) -> bool {
+    fn add_id(
+        &mut self,
+        id: u32,
+        minute: i64,
+        bytes: u64,
+        https: bool,
+        status: Option<u16>,
+    ) -> bool {
         let hour = minute.div_euclid(BLOCK_MINUTES as i64);
         if hour < self.floor_hour {
             self.stats.expired += 1;
             return true;
         }
         let i = (minute - hour * BLOCK_MINUTES as i64) as usize;
-        let slot = &mut self.block(id, hour)[i];
-        let Some(sum) = slot[0].checked_add(bytes) else {
+        let block = self.block_index(id, hour);
+        let slot = &mut self.blocks[block as usize][i];
+        let (Some(sum), Some(requests)) =
+            (slot.bytes.checked_add(bytes), slot.requests.checked_add(1))
+        else {
             return false;
         };
-        slot[0] = sum;
-        // A u64 of lines cannot fill up.
-        slot[1] += 1;
+        slot.bytes = sum;
+        slot.requests = requests;
+        if let Some(code) = status {
+            let primary = &mut self.primary[block as usize];
+            if *primary == code || *primary == 0 {
+                *primary = code;
+                // Never more than the requests.
+                slot.primary += 1;
+            } else {
+                self.statuses.add(block, i, code, 1);
+            }
+        }
+        // HTTPS bytes are a part of the bytes, so they cannot overflow first.
+        if https && bytes > 0 {
+            self.https_row(block)[i] += bytes;
+        }
         self.stats.accepted += 1;
         self.stats.bytes += u128::from(bytes);
         self.stats.max_minute = Some(self.stats.max_minute.map_or(minute, |m| m.max(minute)));
         true
     }
 
-    /// Adds another aggregator's blocks, whose domain ids are `names`' indexes.
-    fn add_blocks(&mut self, names: &[DomainName], keys: &[(u32, i64)], blocks: &[Block]) {
-        let map: Vec<u32> = names.iter().map(|n| self.id_of(n.clone())).collect();
-        for (&(id, hour), theirs) in keys.iter().zip(blocks) {
+    /// Adds another aggregator's blocks and status rows, whose domain ids are `names`' indexes.
+    fn add_blocks(&mut self, other: &Aggregator) {
+        let map: Vec<u32> = other.names.iter().map(|n| self.id_of(n.clone())).collect();
+        let mut mine: Vec<u32> = Vec::with_capacity(other.keys.len());
+        for (k, (&(id, hour), theirs)) in other.keys.iter().zip(&other.blocks).enumerate() {
             let id = map[id as usize];
-            let block = self.block(id, hour);
+            let b = self.block_index(id, hour);
+            mine.push(b);
+            let their_code = other.primary[k];
+            let my_code = &mut self.primary[b as usize];
+            let same = their_code == *my_code || *my_code == 0;
+            if same && their_code != 0 {
+                *my_code = their_code;
+            }
+            let block = &mut self.blocks[b as usize];
             let mut overflow = None;
-            for (i, (a, b)) in block.iter_mut().zip(theirs).enumerate() {
-                match a[0].checked_add(b[0]) {
-                    Some(sum) => a[0] = sum,
-                    None => overflow = Some(hour * BLOCK_MINUTES as i64 + i as i64),
+            for (i, (a, t)) in block.iter_mut().zip(theirs).enumerate() {
+                match (
+                    a.bytes.checked_add(t.bytes),
+                    a.requests.checked_add(t.requests),
+                ) {
+                    (Some(sum), Some(requests)) => {
+                        a.bytes = sum;
+                        a.requests = requests;
+                    }
+                    _ => overflow = Some(hour * BLOCK_MINUTES as i64 + i as i64),
                 }
-                a[1] += b[1];
+                if same {
+                    a.primary = a.primary.saturating_add(t.primary);
+                } else if t.primary > 0 {
+                    self.statuses.add(b, i, their_code, u64::from(t.primary));
+                }
             }
             if let Some(minute) = overflow
                 && self.stats.overflow.is_none()
@@ -232,11 +349,24 @@ impl Aggregator {
                 self.stats.overflow = Some((self.names[id as usize].clone(), minute));
             }
         }
+        for (block, &row) in other.https_of.iter().enumerate() {
+            if row != NO_ROW {
+                let mine_row = self.https_row(mine[block]);
+                // HTTPS bytes are a part of the bytes, which did not overflow where these did
+                // not; where they did, the run does not commit.
+                for (a, t) in mine_row.iter_mut().zip(&other.https_rows[row as usize]) {
+                    *a = a.saturating_add(*t);
+                }
+            }
+        }
+        for (from, &to) in mine.iter().enumerate() {
+            self.statuses.merge_block(to, &other.statuses, from as u32);
+        }
     }
 
     /// Folds another worker's totals and rejects in.
     pub fn merge(&mut self, other: Aggregator) {
-        self.add_blocks(&other.names, &other.keys, &other.blocks);
+        self.add_blocks(&other);
         self.stats.add(other.stats);
         self.rejects.merge(other.rejects);
     }
@@ -245,7 +375,7 @@ impl Aggregator {
     /// only what makes the next task fast (domain names, the parsed-spelling cache) and the
     /// blocks' allocation, so a worker's memory stays at one task's worth.
     pub fn drain_into(&mut self, run: &mut Aggregator) {
-        run.add_blocks(&self.names, &self.keys, &self.blocks);
+        run.add_blocks(self);
         run.stats.add(std::mem::take(&mut self.stats));
         let rejects = std::mem::replace(&mut self.rejects, Rejects::new(self.keep_all_rejects));
         run.rejects.merge(rejects);
@@ -253,18 +383,18 @@ impl Aggregator {
         self.blocks.clear();
         self.block_of.clear();
         self.last.fill((i64::MIN, 0));
+        self.primary.clear();
+        self.https_of.clear();
+        self.https_rows.clear();
+        self.statuses.clear();
     }
 
     /// Builds each (domain, day) as a bucket and hands it to `f`, in parallel; the results
     /// come sorted by (day, domain). Only `threads` buckets exist at once.
     fn map_cells<T: Send>(self, f: impl Fn(DayBucket) -> T + Sync + Send) -> Vec<T> {
         use rayon::prelude::*;
-        let Aggregator {
-            names,
-            keys,
-            blocks,
-            ..
-        } = self;
+        let me = &self;
+        let (names, keys, blocks) = (&self.names, &self.keys, &self.blocks);
         let mut order: Vec<u32> = (0..keys.len() as u32).collect();
         let day_of = |b: u32| keys[b as usize].1.div_euclid(BLOCKS_PER_DAY);
         order.par_sort_unstable_by(|&a, &b| {
@@ -284,10 +414,37 @@ impl Aggregator {
                 for &k in cell {
                     let first =
                         (keys[k as usize].1 - day * BLOCKS_PER_DAY) as usize * BLOCK_MINUTES;
-                    for (i, [bytes, requests]) in blocks[k as usize].iter().enumerate() {
-                        b.minutes[first + i] = *bytes;
-                        b.requests[first + i] = *requests;
+                    let code = me.primary[k as usize];
+                    let mut statuses = me.statuses.counts(k);
+                    for (i, slot) in blocks[k as usize].iter().enumerate() {
+                        b.minutes[first + i] = slot.bytes;
+                        b.requests[first + i] = u64::from(slot.requests);
+                        if slot.primary > 0 {
+                            statuses.push((i, code, u64::from(slot.primary)));
+                        }
                     }
+                    let https = me.https_of[k as usize];
+                    if https != NO_ROW {
+                        b.https[first..first + BLOCK_MINUTES]
+                            .copy_from_slice(&me.https_rows[https as usize]);
+                    }
+                    // Blocks come in hour order, so sorting each block's few keeps the cell's
+                    // in order; a code that is the primary here and was also counted apart
+                    // (merged from a block whose primary differed) is summed.
+                    statuses.sort_unstable_by_key(|&(i, code, _)| (i, code));
+                    statuses.dedup_by(|later, kept| {
+                        let same = (later.0, later.1) == (kept.0, kept.1);
+                        if same {
+                            kept.2 += later.2;
+                        }
+                        same
+                    });
+                    b.statuses
+                        .extend(statuses.into_iter().map(|(i, code, count)| StatusCount {
+                            minute: (first + i) as u16,
+                            code,
+                            count,
+                        }));
                 }
                 f(b)
             })
@@ -316,9 +473,70 @@ impl Aggregator {
     }
 }
 
-impl Sink for Aggregator {
-    fn record(&mut self, time: &[u8], domain: &[u8], bytes: &[u8], line: u64, raw: &[u8]) {
+impl Aggregator {
+    fn checked_domain(&mut self, domain: &[u8], line: u64, raw: &[u8]) -> Option<u32> {
+        let id = self.domain_id(domain);
+        if id == BAD_DOMAIN || id == BAD_UTF8 {
+            let reason = if id == BAD_UTF8 {
+                Reason::NotUtf8
+            } else {
+                Reason::BadDomain
+            };
+            self.reject(reason, line, raw);
+            return None;
+        }
+        Some(id)
+    }
+
+    /// An origin fetch read by a format: counted, then rejected (future, bad domain, total
+    /// overflow) or added.
+    pub fn fetch(&mut self, f: &Fetch<'_>, line: u64, raw: &[u8]) {
         self.stats.records += 1;
+        if f.minute > self.ceiling_minute {
+            return self.reject(Reason::Future, line, raw);
+        }
+        let Some(id) = self.checked_domain(f.domain, line, raw) else {
+            return;
+        };
+        if !self.add_id(id, f.minute, f.bytes, f.https, f.status) {
+            self.reject(Reason::TotalOverflow, line, raw);
+        }
+    }
+
+    /// A line its format rejects.
+    pub fn bad_line(&mut self, reason: Reason, line: u64, raw: &[u8]) {
+        self.stats.records += 1;
+        self.reject(reason, line, raw);
+    }
+
+    /// A line of an edge log that the edge answered from its cache: counted apart.
+    pub fn served_from_cache(&mut self) {
+        self.stats.records += 1;
+        self.stats.cached += 1;
+    }
+
+    /// Whether a cache status means an origin fetch under `--origin-statuses`.
+    fn is_origin(&self, cache_status: &[u8]) -> bool {
+        match &self.origin_statuses {
+            None => true,
+            Some(list) => {
+                let v = fields::trim(cache_status);
+                list.iter().any(|s| s.eq_ignore_ascii_case(v))
+            }
+        }
+    }
+}
+
+impl Sink for Aggregator {
+    fn record(&mut self, f: &Fields<'_>, line: u64, raw: &[u8]) {
+        if let Some(cache) = f.cache
+            && self.origin_statuses.is_some()
+            && !self.is_origin(&fields::unquote(cache))
+        {
+            return self.served_from_cache();
+        }
+        self.stats.records += 1;
+        let time = f.time;
         let minute = if time.first() == Some(&b'"') {
             self.time.minute(&fields::unquote(time))
         } else {
@@ -330,19 +548,20 @@ impl Sink for Aggregator {
         if minute > self.ceiling_minute {
             return self.reject(Reason::Future, line, raw);
         }
-        let id = self.domain_id(domain);
-        if id == BAD_DOMAIN || id == BAD_UTF8 {
-            let reason = if id == BAD_UTF8 {
-                Reason::NotUtf8
-            } else {
-                Reason::BadDomain
-            };
-            return self.reject(reason, line, raw);
-        }
-        let Some(bytes) = fields::parse_bytes(&fields::unquote(bytes)) else {
+        let Some(id) = self.checked_domain(f.domain, line, raw) else {
+            return;
+        };
+        let Some(bytes) = fields::parse_bytes(&fields::unquote(f.bytes)) else {
             return self.reject(Reason::BadBytes, line, raw);
         };
-        if !self.add_id(id, minute, bytes) {
+        let https = f
+            .scheme
+            .is_some_and(|s| fields::is_https(&fields::unquote(s)));
+        let status = f.status.and_then(|s| match s.first() {
+            Some(b'"') => fields::parse_status(&fields::unquote(s)),
+            _ => fields::parse_status(s),
+        });
+        if !self.add_id(id, minute, bytes, https, status) {
             self.reject(Reason::TotalOverflow, line, raw);
         }
     }
@@ -423,6 +642,78 @@ mod tests {
                 ("c.com".into(), 20_001, 0, 1),
             ]
         );
+    }
+
+    /// A line's measures through a worker and the run's aggregation.
+    fn fetch(a: &mut Aggregator, d: &str, minute: i64, bytes: u64, https: bool, code: Option<u16>) {
+        let f = Fetch {
+            minute,
+            domain: d.as_bytes(),
+            bytes,
+            https,
+            status: code,
+        };
+        a.fetch(&f, 1, b"");
+    }
+
+    #[test]
+    fn https_bytes_and_status_counts_survive_drains_whatever_each_worker_saw_first() {
+        let day = 20_000 * 1440;
+        let lines: Vec<(&str, i64, u64, bool, Option<u16>)> = vec![
+            ("a.com", day + 1, 10, true, Some(200)),
+            ("a.com", day + 1, 5, false, Some(404)),
+            ("a.com", day + 1, 7, true, Some(200)),
+            ("a.com", day + 2, 1, false, None),
+            ("b.com", day + 61, 3, true, Some(304)),
+            // Past the inline codes of a block: 200, 404 and then six more.
+            ("a.com", day + 3, 1, false, Some(500)),
+            ("a.com", day + 3, 1, false, Some(501)),
+            ("a.com", day + 3, 1, false, Some(502)),
+            ("a.com", day + 3, 1, false, Some(503)),
+            ("a.com", day + 3, 1, false, Some(504)),
+            ("a.com", day + 3, 1, false, Some(505)),
+        ];
+        let mut want: std::collections::BTreeMap<(String, u16, u16), u64> = Default::default();
+        for &(d, m, _, _, code) in &lines {
+            if let Some(c) = code {
+                *want
+                    .entry((d.to_string(), (m - day) as u16, c))
+                    .or_default() += 1;
+            }
+        }
+        // Workers that see the lines in different orders (so different primary codes).
+        for order in [false, true] {
+            let mut run = Aggregator::new(0, i64::MAX, false);
+            let mut seq = lines.clone();
+            if order {
+                seq.reverse();
+            }
+            for part in seq.chunks(3) {
+                let mut w = Aggregator::new(0, i64::MAX, false);
+                for &(d, m, b, h, c) in part {
+                    fetch(&mut w, d, m, b, h, c);
+                }
+                w.drain_into(&mut run);
+            }
+            let cells = run.into_cells();
+            let a = cells.iter().find(|c| c.domain.as_str() == "a.com").unwrap();
+            assert_eq!((a.minutes[1], a.https[1], a.requests[1]), (22, 17, 3));
+            assert_eq!((a.minutes[2], a.requests[2]), (1, 1));
+            let b = cells.iter().find(|c| c.domain.as_str() == "b.com").unwrap();
+            assert_eq!((b.minutes[61], b.https[61]), (3, 3));
+            let mut got: std::collections::BTreeMap<(String, u16, u16), u64> = Default::default();
+            for c in &cells {
+                assert!(
+                    c.statuses
+                        .windows(2)
+                        .all(|w| (w[0].minute, w[0].code) < (w[1].minute, w[1].code))
+                );
+                for s in &c.statuses {
+                    got.insert((c.domain.to_string(), s.minute, s.code), s.count);
+                }
+            }
+            assert_eq!(got, want, "reversed: {order}");
+        }
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct AggregateOptions {
     pub max_bad_ratio: f64,
     /// Column names.
     pub columns: ColumnNames,
+    /// Cache statuses that mean an origin fetch, when only those count.
+    pub origin_statuses: Option<Vec<String>>,
     /// How long a silent run keeps its claims.
     pub lease: Duration,
     /// Show a progress bar (on a terminal).
@@ -243,6 +245,7 @@ pub fn run(
         ceiling_minute: now.div_euclid(60) + FUTURE_TOLERANCE_MINUTES,
         max_line_bytes: opts.max_line_bytes,
         chunk_bytes: read::CHUNK,
+        origin_statuses: opts.origin_statuses.clone(),
         keep_all_rejects: opts.rejects.is_some(),
         s3,
     };
@@ -263,6 +266,7 @@ pub fn run(
     summary.records = agg.stats.records;
     summary.accepted = agg.stats.accepted;
     summary.expired = agg.stats.expired;
+    summary.cached = agg.stats.cached;
     summary.bytes_counted = agg.stats.bytes;
     summary.domains = agg.domain_count();
     for r in Reason::ALL {

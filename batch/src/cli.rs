@@ -16,62 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fold log files into the store, exactly once per file.
-    Aggregate {
-        /// The store: a directory, file:///abs/path, or s3://bucket/prefix.
-        #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
-        store: String,
-        /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for the retention window.
-        #[arg(long, env = "SRCTRAFFIC_NOW")]
-        now: Option<String>,
-        /// Write every rejected line to this CSV file.
-        #[arg(long)]
-        rejects: Option<PathBuf>,
-        /// Largest share of rejected lines that still commits (0.01 is 1%).
-        #[arg(long, default_value_t = 0.01)]
-        max_bad_ratio: f64,
-        /// Name of the time column.
-        #[arg(long, default_value = "time")]
-        time_column: String,
-        /// Name of the domain column.
-        #[arg(long, default_value = "domain")]
-        domain_column: String,
-        /// Name of the bytes column.
-        #[arg(long, default_value = "bytes")]
-        bytes_column: String,
-        /// Seconds a run may go silent before another run takes its inputs over.
-        #[arg(long, default_value_t = 120)]
-        lease: u64,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Longest record kept, in bytes; a longer one is rejected as line_too_long without
-        /// being held in memory.
-        #[arg(long, default_value_t = crate::read::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
-        max_line_bytes: u64,
-        /// Merge a day's segments once this many are pending on one level (queries read each
-        /// pending segment of a day they cover); 1 folds every day into its base buckets at
-        /// once.
-        #[arg(long, default_value_t = crate::compact::COMPACT_AFTER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
-        compact_after: usize,
-        /// Keep running: every --interval seconds, commit the files that appeared or changed
-        /// and have not been modified for --settle seconds. SIGINT or SIGTERM stops it.
-        #[arg(long)]
-        follow: bool,
-        /// With --follow: seconds between rounds.
-        #[arg(long, default_value_t = 2.0, requires = "follow")]
-        interval: f64,
-        /// Leave out files modified less than this many seconds ago (still being written);
-        /// default 1 with --follow, 0 otherwise.
-        #[arg(long)]
-        settle: Option<f64>,
-        /// Rehash every input, even files committed before and unchanged since (size,
-        /// modification time, inode), which are otherwise skipped without being read.
-        #[arg(long)]
-        verify: bool,
-        /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
-        #[arg(required = true)]
-        inputs: Vec<String>,
-    },
+    Aggregate(Box<AggregateArgs>),
     /// Write realistic synthetic logs and their ground truth.
     GenLogs {
         /// Directory to write into.
@@ -142,4 +87,76 @@ pub enum Command {
         #[arg(long, env = "SRCTRAFFIC_NOW")]
         now: Option<String>,
     },
+}
+
+/// The flags of `aggregate`.
+#[derive(Debug, clap::Args)]
+pub struct AggregateArgs {
+    /// The store: a directory, file:///abs/path, or s3://bucket/prefix.
+    #[arg(long, env = "SRCTRAFFIC_STORE", default_value = "./data")]
+    pub store: String,
+    /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for the retention window.
+    #[arg(long, env = "SRCTRAFFIC_NOW")]
+    pub now: Option<String>,
+    /// Write every rejected line to this CSV file.
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Largest share of rejected lines that still commits (0.01 is 1%).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_bad_ratio: f64,
+    /// Name of the time column.
+    #[arg(long, default_value = "time")]
+    pub time_column: String,
+    /// Name of the domain column.
+    #[arg(long, default_value = "domain")]
+    pub domain_column: String,
+    /// Name of the bytes column.
+    #[arg(long, default_value = "bytes")]
+    pub bytes_column: String,
+    /// Name of the optional scheme column (`https` lines add to the HTTPS bytes).
+    #[arg(long, default_value = "scheme")]
+    pub scheme_column: String,
+    /// Name of the optional column of the origin's HTTP status (counts per code).
+    #[arg(long, default_value = "status")]
+    pub status_column: String,
+    /// Name of the optional cache status column, read with --origin-statuses.
+    #[arg(long, default_value = "cache_status")]
+    pub cache_status_column: String,
+    /// Count only lines whose cache status is one of these (comma-separated, any case);
+    /// the others are counted apart as served from cache. Default: every line counts.
+    #[arg(long, value_delimiter = ',')]
+    pub origin_statuses: Option<Vec<String>>,
+    /// Seconds a run may go silent before another run takes its inputs over.
+    #[arg(long, default_value_t = 120)]
+    pub lease: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Longest record kept, in bytes; a longer one is rejected as line_too_long without
+    /// being held in memory.
+    #[arg(long, default_value_t = crate::read::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(64..=1 << 30))]
+    pub max_line_bytes: u64,
+    /// Merge a day's segments once this many are pending on one level (queries read each
+    /// pending segment of a day they cover); 1 folds every day into its base buckets at
+    /// once.
+    #[arg(long, default_value_t = crate::compact::COMPACT_AFTER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub compact_after: usize,
+    /// Keep running: every --interval seconds, commit the files that appeared or changed
+    /// and have not been modified for --settle seconds. SIGINT or SIGTERM stops it.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: seconds between rounds.
+    #[arg(long, default_value_t = 2.0, requires = "follow")]
+    pub interval: f64,
+    /// Leave out files modified less than this many seconds ago (still being written);
+    /// default 1 with --follow, 0 otherwise.
+    #[arg(long)]
+    pub settle: Option<f64>,
+    /// Rehash every input, even files committed before and unchanged since (size,
+    /// modification time, inode), which are otherwise skipped without being read.
+    #[arg(long)]
+    pub verify: bool,
+    /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
 }

@@ -28,6 +28,26 @@ pub fn unquote(b: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// Whether a scheme is HTTPS (`https`, or `wss` for WebSockets over TLS), in any case.
+pub fn is_https(b: &[u8]) -> bool {
+    let b = trim(b);
+    b.eq_ignore_ascii_case(b"https") || b.eq_ignore_ascii_case(b"wss")
+}
+
+/// An HTTP status code, 100 to 999; `-`, empty or anything else is none (the line still
+/// counts, under no code).
+#[inline]
+pub fn parse_status(b: &[u8]) -> Option<u16> {
+    match trim(b) {
+        &[a, b, c]
+            if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() && a != b'0' =>
+        {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
 /// The most bytes one line may carry: a petabyte. Far above any real origin fetch, and low
 /// enough that the 2^64 - 1 of a minute's total takes over 18,000 such lines to reach.
 pub const MAX_LINE_BYTES_VALUE: u64 = 1_000_000_000_000_000;
@@ -69,7 +89,8 @@ fn offset_minutes(sign: u8, hours: i64, minutes: i64) -> Option<i64> {
     }
 }
 
-fn trim(b: &[u8]) -> &[u8] {
+/// Without ASCII blanks at either end.
+pub fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()
 }
 

@@ -12,6 +12,12 @@ pub struct ColumnNames {
     pub domain: String,
     /// Name of the bytes column.
     pub bytes: String,
+    /// Name of the optional scheme column.
+    pub scheme: String,
+    /// Name of the optional origin status column.
+    pub status: String,
+    /// Name of the optional cache status column.
+    pub cache: String,
 }
 
 impl Default for ColumnNames {
@@ -20,6 +26,9 @@ impl Default for ColumnNames {
             time: "time".into(),
             domain: "domain".into(),
             bytes: "bytes".into(),
+            scheme: "scheme".into(),
+            status: "status".into(),
+            cache: "cache_status".into(),
         }
     }
 }
@@ -67,10 +76,18 @@ pub fn parse(line: &[u8], names: &ColumnNames) -> Result<Columns, HeaderError> {
             (None, _) => Err(HeaderError::Missing(name.to_owned())),
         }
     };
+    let optional = |name: &str| match find(name) {
+        Ok(i) => Ok(Some(i)),
+        Err(HeaderError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    };
     Ok(Columns {
         time: find(&names.time)?,
         domain: find(&names.domain)?,
         bytes: find(&names.bytes)?,
+        scheme: optional(&names.scheme)?,
+        status: optional(&names.status)?,
+        cache: optional(&names.cache)?,
         count: fields.len(),
     })
 }
@@ -89,6 +106,9 @@ mod tests {
                 time: 0,
                 domain: 1,
                 bytes: 6,
+                scheme: None,
+                status: Some(5),
+                cache: Some(8),
                 count: 10
             })
         );
@@ -103,6 +123,9 @@ mod tests {
                 time: 2,
                 domain: 1,
                 bytes: 0,
+                scheme: None,
+                status: None,
+                cache: None,
                 count: 3
             })
         );

@@ -53,6 +53,8 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0.01),
         columns: ColumnNames::default(),
+        origin_statuses: env("SRCTRAFFIC_ORIGIN_STATUSES")
+            .map(|s| s.split(',').map(str::to_owned).collect()),
         lease: Duration::from_secs(120),
         progress: false,
         max_line_bytes: crate::read::MAX_LINE_BYTES,

@@ -2,7 +2,8 @@
 //! exactly once per input file.
 //!
 //! - [`scan`], [`fields`], [`header`]: CSV bytes to field values, without allocating per line.
-//! - [`aggregate`]: the per-worker totals; [`read`]: parallel reading of files into them.
+//! - [`aggregate`]: the per-worker totals ([`statuses`]: their counts per status code);
+//!   [`read`]: parallel reading of files into them.
 //! - [`rejects`]: bad lines, counted and kept; [`report`]: the summary.
 //! - [`ledger`], [`commit`]: the exactly-once protocol over the store.
 //! - [`aggregate_cmd`], [`genlogs`], [`ops`]: the subcommands; [`cli`]: their flags.
@@ -19,7 +20,6 @@ pub mod genlogs;
 pub mod header;
 pub mod input;
 pub mod lambda;
-
 pub mod ledger;
 pub mod ops;
 pub mod read;
@@ -27,3 +27,4 @@ pub mod rejects;
 pub mod report;
 pub mod scan;
 pub mod statcache;
+pub mod statuses;

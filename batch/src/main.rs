@@ -5,7 +5,7 @@ use clap::Parser;
 use srctraffic::Clock;
 use srctraffic::store::Patience;
 use srctraffic_batch::aggregate_cmd::{self, AggregateError, AggregateOptions};
-use srctraffic_batch::cli::{Cli, Command};
+use srctraffic_batch::cli::{AggregateArgs, Cli, Command};
 use srctraffic_batch::header::ColumnNames;
 use srctraffic_batch::{compact, follow, genlogs, ops};
 use std::io::{IsTerminal, Write};
@@ -62,24 +62,29 @@ fn clock(now: Option<&str>) -> anyhow::Result<Clock> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Aggregate {
-            store,
-            now,
-            rejects,
-            max_bad_ratio,
-            time_column,
-            domain_column,
-            bytes_column,
-            lease,
-            threads,
-            max_line_bytes,
-            compact_after,
-            verify,
-            follow,
-            interval,
-            settle,
-            inputs,
-        } => {
+        Command::Aggregate(args) => {
+            let AggregateArgs {
+                store,
+                now,
+                rejects,
+                max_bad_ratio,
+                time_column,
+                domain_column,
+                bytes_column,
+                scheme_column,
+                status_column,
+                cache_status_column,
+                origin_statuses,
+                lease,
+                threads,
+                max_line_bytes,
+                compact_after,
+                verify,
+                follow,
+                interval,
+                settle,
+                inputs,
+            } = *args;
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -99,7 +104,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     time: time_column,
                     domain: domain_column,
                     bytes: bytes_column,
+                    scheme: scheme_column,
+                    status: status_column,
+                    cache: cache_status_column,
                 },
+                origin_statuses,
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),
                 max_line_bytes: max_line_bytes as usize,

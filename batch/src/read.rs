@@ -45,6 +45,8 @@ pub struct ReadOptions {
     pub chunk_bytes: u64,
     /// Keep every reject (for `--rejects`).
     pub keep_all_rejects: bool,
+    /// Cache statuses that mean an origin fetch, when only those count.
+    pub origin_statuses: Option<Vec<String>>,
     /// How to read `s3://` inputs, when there are any.
     pub s3: Option<S3Reader>,
 }
@@ -211,7 +213,13 @@ fn read_pass(
     // fast) and hands its totals to the run's after each task, so a worker holds only one
     // task's hours. A report says whether it came from a chunk, whose failure leaves sibling
     // chunks counted.
-    let fresh = || Aggregator::new(opts.floor_day, opts.ceiling_minute, opts.keep_all_rejects);
+    let fresh = || {
+        let a = Aggregator::new(opts.floor_day, opts.ceiling_minute, opts.keep_all_rejects);
+        match &opts.origin_statuses {
+            Some(list) => a.with_origin_statuses(list),
+            None => a,
+        }
+    };
     let run_agg = Mutex::new(fresh());
     let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
     let take = || lock(&pool).pop().unwrap_or_else(fresh);
@@ -797,6 +805,7 @@ mod tests {
             max_line_bytes,
             chunk_bytes,
             keep_all_rejects: true,
+            origin_statuses: None,
             s3: None,
         }
     }
@@ -1006,6 +1015,7 @@ mod fuzz {
                 max_line_bytes: rng.random_range(8..400),
                 chunk_bytes: rng.random_range(1..300),
                 keep_all_rejects: false,
+                origin_statuses: None,
                 s3: None,
             };
             let read = |p: &std::path::Path| read_all(&[input(p)], &opts, &ProgressBar::hidden());

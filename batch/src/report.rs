@@ -56,6 +56,9 @@ pub struct Summary {
     pub accepted: u64,
     /// Records older than retention.
     pub expired: u64,
+    /// Records of edge logs served from cache (not origin fetches): neither counted nor
+    /// rejected.
+    pub cached: u64,
     /// Sum of counted bytes.
     pub bytes_counted: u128,
     /// Rejected lines by reason.
@@ -110,8 +113,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "lines      {} read, {} counted, {} expired (older than retention), {} rejected",
-            self.lines, self.accepted, self.expired, rejected
+            "lines      {} read, {} counted, {} expired (older than retention), {} served from cache, {} rejected",
+            self.lines, self.accepted, self.expired, self.cached, rejected
         )?;
         for (r, n) in &self.rejected {
             writeln!(f, "  rejected {:<15} {n}", r.name())?;

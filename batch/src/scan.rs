@@ -16,16 +16,49 @@ pub struct Columns {
     pub domain: usize,
     /// Index of the `bytes` column.
     pub bytes: usize,
+    /// Index of the optional `scheme` column.
+    pub scheme: Option<usize>,
+    /// Index of the optional `status` column (the origin's HTTP status).
+    pub status: Option<usize>,
+    /// Index of the optional `cache_status` column.
+    pub cache: Option<usize>,
     /// How many fields every record must have.
     pub count: usize,
 }
 
+impl Columns {
+    /// The highest column index read.
+    fn last_wanted(&self) -> usize {
+        [self.scheme, self.status, self.cache]
+            .into_iter()
+            .flatten()
+            .fold(self.time.max(self.domain).max(self.bytes), usize::max)
+    }
+}
+
+/// The fields of one record the batch reads, still quoted as written (see
+/// [`crate::fields::unquote`]); the optional ones when the header has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    /// The time.
+    pub time: &'a [u8],
+    /// The domain.
+    pub domain: &'a [u8],
+    /// The origin bytes.
+    pub bytes: &'a [u8],
+    /// The scheme.
+    pub scheme: Option<&'a [u8]>,
+    /// The origin's status.
+    pub status: Option<&'a [u8]>,
+    /// The cache status.
+    pub cache: Option<&'a [u8]>,
+}
+
 /// Receives records from [`scan`].
 pub trait Sink {
-    /// A record with the right field count. Field slices may still be quoted (see
-    /// [`crate::fields::unquote`]). `line` is the 1-based physical line the record starts on,
-    /// counted from the scanned buffer's first line.
-    fn record(&mut self, time: &[u8], domain: &[u8], bytes: &[u8], line: u64, raw: &[u8]);
+    /// A record with the right field count. `line` is the 1-based physical line the record
+    /// starts on, counted from the scanned buffer's first line.
+    fn record(&mut self, fields: &Fields<'_>, line: u64, raw: &[u8]);
     /// A record with the wrong number of fields.
     fn bad_shape(&mut self, fields: usize, line: u64, raw: &[u8]);
     /// A record rejected whole that spans `lines` physical lines: one longer than the limit,
@@ -67,7 +100,7 @@ pub fn scan(
     first_line: u64,
     sink: &mut impl Sink,
 ) -> ScanEnd {
-    let want = cols.time.max(cols.domain).max(cols.bytes);
+    let want = cols.last_wanted();
     // Positions of the first `want + 1` separators of the current record.
     let mut seps = [0usize; 64];
     let fast = want < seps.len();
@@ -102,23 +135,30 @@ pub fn scan(
                 &buf[s..e.max(s)]
             };
             if fast {
-                sink.record(
-                    field(cols.time),
-                    field(cols.domain),
-                    field(cols.bytes),
-                    rec_line,
-                    raw,
-                );
+                let f = Fields {
+                    time: field(cols.time),
+                    domain: field(cols.domain),
+                    bytes: field(cols.bytes),
+                    scheme: cols.scheme.map(field),
+                    status: cols.status.map(field),
+                    cache: cols.cache.map(field),
+                };
+                sink.record(&f, rec_line, raw);
             } else {
                 let all = split_all(raw);
-                match (
-                    all.get(cols.time),
-                    all.get(cols.domain),
-                    all.get(cols.bytes),
-                ) {
-                    (Some(t), Some(d), Some(b)) => sink.record(t, d, b, rec_line, raw),
-                    _ => sink.bad_shape(all.len(), rec_line, raw),
+                if all.len() <= want {
+                    sink.bad_shape(all.len(), rec_line, raw);
+                    return;
                 }
+                let f = Fields {
+                    time: all[cols.time],
+                    domain: all[cols.domain],
+                    bytes: all[cols.bytes],
+                    scheme: cols.scheme.map(|i| all[i]),
+                    status: cols.status.map(|i| all[i]),
+                    cache: cols.cache.map(|i| all[i]),
+                };
+                sink.record(&f, rec_line, raw);
             }
         };
 
@@ -277,9 +317,9 @@ mod tests {
     }
 
     impl Sink for Collect {
-        fn record(&mut self, t: &[u8], d: &[u8], b: &[u8], line: u64, _raw: &[u8]) {
+        fn record(&mut self, f: &Fields<'_>, line: u64, _raw: &[u8]) {
             let s = |x: &[u8]| String::from_utf8_lossy(x).into_owned();
-            self.good.push((s(t), s(d), s(b), line));
+            self.good.push((s(f.time), s(f.domain), s(f.bytes), line));
         }
         fn bad_shape(&mut self, fields: usize, line: u64, raw: &[u8]) {
             self.bad
@@ -296,6 +336,9 @@ mod tests {
         time: 0,
         domain: 1,
         bytes: 3,
+        scheme: None,
+        status: None,
+        cache: None,
         count: 4,
     };
 
@@ -376,6 +419,9 @@ mod tests {
             time: 0,
             domain: 1,
             bytes: 66,
+            scheme: None,
+            status: None,
+            cache: None,
             count: 70,
         };
         let mut fields: Vec<String> = (0..70).map(|i| format!("f{i}")).collect();

@@ -1,6 +1,10 @@
 //! Deliberately broken inputs: each gives its documented result and never stops the others.
 
 use crate::helpers::*;
+use srctraffic::Minute;
+use srctraffic::published;
+use srctraffic::store::LocalStore;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn expected_good_totals() -> Totals {
@@ -140,4 +144,84 @@ async fn a_header_only_or_empty_file_commits_nothing_and_fails_nothing() {
     assert_ok(&out);
     assert!(stdout(&out).contains("0 counted"), "{}", stdout(&out));
     assert!(store_totals(&store).await.is_empty());
+}
+
+/// Per (domain, minute): bytes, HTTPS bytes, requests, and requests per status code.
+type Measures = BTreeMap<(String, String), (u64, u64, u64, Vec<(u16, u64)>)>;
+
+async fn store_measures(store: &Path) -> Measures {
+    let store = LocalStore::open(store).unwrap();
+    let mut wanted = Vec::new();
+    for day in published::days(&store).await.unwrap() {
+        for d in published::domains_of_day(&store, day).await.unwrap() {
+            wanted.push((d, day));
+        }
+    }
+    let (_, cells) = published::read_cells(&store, &wanted).await.unwrap();
+    let mut out = Measures::new();
+    for b in cells.into_iter().flatten() {
+        let first = b.day.first_minute().0;
+        for i in (0..1440).filter(|&i| b.requests[i] > 0) {
+            let codes = b
+                .statuses
+                .iter()
+                .filter(|s| usize::from(s.minute) == i)
+                .map(|s| (s.code, s.count))
+                .collect();
+            out.insert(
+                (b.domain.to_string(), Minute(first + i as i64).to_string()),
+                (b.minutes[i], b.https[i], b.requests[i], codes),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn scheme_status_and_cache_status_columns_feed_the_measures() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/measures/edge.csv");
+    let key = |d: &str, m: &str| (d.to_string(), m.to_string());
+    // Every line is an origin fetch unless --origin-statuses says which are.
+    let dir = tempfile::tempdir().unwrap();
+    let out = aggregate(dir.path(), &[&input], &[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("0 served from cache"),
+        "{}",
+        stdout(&out)
+    );
+    let m = store_measures(dir.path()).await;
+    assert_eq!(
+        m[&key("a.example.com", "2019-12-10T20:00:00Z")],
+        (160, 107, 4, vec![(200, 2), (404, 1)])
+    );
+    // An edge log: only MISS and EXPIRED went to the origin; the HIT is counted apart.
+    let dir = tempfile::tempdir().unwrap();
+    let out = aggregate(
+        dir.path(),
+        &[&input],
+        &["--origin-statuses", "MISS,expired"],
+    );
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("5 counted") && text.contains("1 served from cache, 0 rejected"),
+        "{text}"
+    );
+    let m = store_measures(dir.path()).await;
+    assert_eq!(
+        m,
+        [
+            (
+                key("a.example.com", "2019-12-10T20:00:00Z"),
+                (110, 107, 3, vec![(200, 1), (404, 1)])
+            ),
+            (
+                key("b.example.com", "2019-12-10T20:01:00Z"),
+                (25, 25, 2, vec![(200, 1), (502, 1)])
+            ),
+        ]
+        .into_iter()
+        .collect()
+    );
 }
