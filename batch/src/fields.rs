@@ -121,10 +121,20 @@ impl TimeParser {
         if b.first().is_some_and(u8::is_ascii_digit) && b.iter().all(u8::is_ascii_digit) {
             let n = digits(b)?;
             return match b.len() {
+                19 => Some(n.div_euclid(60_000_000_000)),
                 13 => Some(n.div_euclid(60_000)),
                 1..=12 => Some(n.div_euclid(60)),
                 _ => None,
             };
+        }
+        // Unix seconds with a fraction (nginx's `$msec`, JSON logs): the whole seconds decide.
+        if let Some(dot) = memchr::memchr(b'.', b)
+            && (1..=12).contains(&dot)
+            && b[..dot].iter().all(u8::is_ascii_digit)
+            && dot + 1 < b.len()
+            && b[dot + 1..].iter().all(u8::is_ascii_digit)
+        {
+            return Some(digits(&b[..dot])?.div_euclid(60));
         }
         self.common_log(b)
     }
@@ -146,6 +156,25 @@ impl TimeParser {
         self.day = days_from_civil(y, m, d);
         self.date.copy_from_slice(date);
         Some(self.day)
+    }
+
+    /// A UTC date (`YYYY-MM-DD`) and time (`HH:MM:SS`) in two fields, as W3C logs write them.
+    pub fn date_time(&mut self, date: &[u8], time: &[u8]) -> Option<i64> {
+        let day = self.day_of(trim(date))?;
+        match trim(time) {
+            [h1, h2, b':', m1, m2, b':', s1, s2, ..] => {
+                let (h, mi, s) = (
+                    digits(&[*h1, *h2])?,
+                    digits(&[*m1, *m2])?,
+                    digits(&[*s1, *s2])?,
+                );
+                if h > 23 || mi > 59 || s > 60 {
+                    return None;
+                }
+                Some(day * 1440 + h * 60 + mi)
+            }
+            _ => None,
+        }
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` also as `t` or a space.
@@ -184,6 +213,14 @@ impl TimeParser {
     fn common_log(&mut self, b: &[u8]) -> Option<i64> {
         let b = b.strip_prefix(b"[").unwrap_or(b);
         let b = b.strip_suffix(b"]").unwrap_or(b);
+        // A day of one digit (`9/Jun/2015:...`, as Alibaba Cloud CDN writes it) reads as `09`.
+        let mut padded = [b'0'; 26];
+        let b = if b.len() == 25 && b.get(1) == Some(&b'/') {
+            padded[1..].copy_from_slice(b);
+            &padded[..]
+        } else {
+            b
+        };
         if b.len() != 26
             || b[2] != b'/'
             || b[6] != b'/'

@@ -1,7 +1,8 @@
 //! `srctraffic-batch`: replays raw origin-fetch logs into per-(domain, UTC minute) byte totals,
 //! exactly once per input file.
 //!
-//! - [`scan`], [`fields`], [`header`]: CSV bytes to field values, without allocating per line.
+//! - [`scan`], [`fields`], [`header`]: CSV bytes to field values, without allocating per line;
+//!   [`formats`]: the other log formats, a line at a time.
 //! - [`aggregate`]: the per-worker totals ([`statuses`]: their counts per status code);
 //!   [`read`]: parallel reading of files into them.
 //! - [`rejects`]: bad lines, counted and kept; [`report`]: the summary.
@@ -16,6 +17,7 @@ pub mod compact;
 pub mod failpoint;
 pub mod fields;
 pub mod follow;
+pub mod formats;
 pub mod genlogs;
 pub mod header;
 pub mod input;

@@ -31,11 +31,16 @@ pub enum Reason {
     /// A quote opened and never closed: the record runs to the end of the input, and every
     /// physical line it swallowed is rejected.
     UnclosedQuote,
+    /// A line that does not match its format (an nginx `log_format`, a W3C line with too few
+    /// fields, a CDN log line without its fields, no `#Fields:` directive before it).
+    FormatMismatch,
+    /// A JSON line that does not parse as one JSON object, or lacks a field it needs.
+    BadJson,
 }
 
 impl Reason {
     /// Every reason, in report order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::BadTime,
         Reason::BadDomain,
         Reason::BadBytes,
@@ -47,6 +52,8 @@ impl Reason {
         Reason::TotalOverflow,
         Reason::LineTooLong,
         Reason::UnclosedQuote,
+        Reason::FormatMismatch,
+        Reason::BadJson,
     ];
 
     /// A short name for summaries and the rejects file.
@@ -63,6 +70,8 @@ impl Reason {
             Reason::TotalOverflow => "total_overflow",
             Reason::LineTooLong => "line_too_long",
             Reason::UnclosedQuote => "unclosed_quote",
+            Reason::FormatMismatch => "format_mismatch",
+            Reason::BadJson => "bad_json",
         }
     }
 

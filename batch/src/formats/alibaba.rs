@@ -1,0 +1,184 @@
+//! Alibaba Cloud CDN offline logs: space-separated, some fields quoted (a quote inside written
+//! `\"`), the time bracketed with its offset, domain and scheme from the request's URL. A line
+//! is an origin fetch when its hit info is `MISS` (or one of `--origin-statuses`).
+//!
+//! `[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "UA" "text/html"`
+
+use super::{Line, LineFormat, OriginRule, Parsed};
+use crate::fields::{self, TimeParser};
+use crate::rejects::Reason;
+use std::borrow::Cow;
+
+const TIME: usize = 0;
+const REQUEST: usize = 5;
+const STATUS: usize = 6;
+const RESPONSE_SIZE: usize = 8;
+const HIT: usize = 9;
+const NEEDED: usize = HIT + 1;
+
+/// The reader.
+#[derive(Debug, Default)]
+pub struct Alibaba {
+    origin: OriginRule,
+}
+
+impl Alibaba {
+    /// A reader with `--origin-statuses` (or the default rule).
+    pub fn new(origin: OriginRule) -> Alibaba {
+        Alibaba { origin }
+    }
+}
+
+/// The first `N` tokens: `[...]` and `"..."` (with `\"` inside) are one token each, without
+/// their brackets or quotes; `None` if a bracket or quote is never closed.
+fn tokens<'a, const N: usize>(line: &'a [u8], out: &mut [&'a [u8]; N]) -> Option<usize> {
+    let mut n = 0;
+    let mut i = 0;
+    while n < N {
+        while i < line.len() && line[i] == b' ' {
+            i += 1;
+        }
+        if i >= line.len() {
+            break;
+        }
+        let (start, end, next) = match line[i] {
+            b'[' => {
+                let close = i + 1 + memchr::memchr(b']', &line[i + 1..])?;
+                (i + 1, close, close + 1)
+            }
+            b'"' => {
+                let mut j = i + 1;
+                loop {
+                    let q = j + memchr::memchr(b'"', &line[j..])?;
+                    // A quote after an odd run of backslashes is escaped.
+                    let slashes = line[j..q].iter().rev().take_while(|&&b| b == b'\\').count();
+                    if slashes % 2 == 0 {
+                        break (i + 1, q, q + 1);
+                    }
+                    j = q + 1;
+                }
+            }
+            _ => {
+                let end = memchr::memchr(b' ', &line[i..]).map_or(line.len(), |e| i + e);
+                (i, end, end)
+            }
+        };
+        out[n] = &line[start..end];
+        n += 1;
+        i = next;
+    }
+    Some(n)
+}
+
+/// Scheme and host of the URL in a request field (`GET http://host:port/path HTTP/1.1`).
+fn url_parts(request: &[u8]) -> Option<(&[u8], &[u8])> {
+    let url = request
+        .split(|&b| b == b' ')
+        .find(|w| memchr::memmem::find(w, b"://").is_some())?;
+    let sep = memchr::memmem::find(url, b"://")?;
+    let rest = &url[sep + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    Some((&url[..sep], &rest[..end]))
+}
+
+impl LineFormat for Alibaba {
+    fn parse<'a>(&mut self, line: &'a [u8], time: &mut TimeParser) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        let mut t = [&b""[..]; NEEDED];
+        match tokens(line, &mut t) {
+            Some(NEEDED) => {}
+            _ => return Line::Bad(Reason::FormatMismatch),
+        }
+        let Some(minute) = time.minute(t[TIME]) else {
+            return Line::Bad(Reason::BadTime);
+        };
+        let hit = t[HIT];
+        let origin = self
+            .origin
+            .matches(hit)
+            .unwrap_or_else(|| hit.eq_ignore_ascii_case(b"MISS"));
+        if !origin {
+            return Line::Cached;
+        }
+        let Some((scheme, host)) = url_parts(t[REQUEST]) else {
+            return Line::Bad(Reason::BadDomain);
+        };
+        let Some(bytes) = fields::parse_bytes(t[RESPONSE_SIZE]) else {
+            return Line::Bad(Reason::BadBytes);
+        };
+        Line::Fetch(Parsed {
+            minute,
+            domain: Cow::Borrowed(host),
+            bytes,
+            https: fields::is_https(scheme),
+            status: fields::parse_status(t[STATUS]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &[u8] = br#"[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "Mozilla/5.0 (compatible; AhrefsBot/5.0; +http://ahrefs.com/robot/)" "text/html""#;
+
+    fn parse(line: &[u8]) -> Line<'_> {
+        Alibaba::default().parse(line, &mut TimeParser::default())
+    }
+
+    #[test]
+    fn the_documented_sample_is_a_miss_of_2830_bytes_in_utc() {
+        let Line::Fetch(p) = parse(SAMPLE) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*p.domain, p.bytes, p.https, p.status),
+            (&b"www.aliyun.com"[..], 2830, false, Some(200))
+        );
+        // 01:58 in China is 17:58 UTC the day before.
+        let day = srctraffic::time::days_from_civil(2015, 6, 8);
+        assert_eq!(p.minute, day * 1440 + 17 * 60 + 58);
+    }
+
+    #[test]
+    fn escaped_quotes_https_ports_and_hits() {
+        let line = br#"[10/Dec/2019:04:00:13 +0800] 1.2.3.4 - 12 "http://ref/\"x\"" "GET https://img.example.com:443/a.jpg?x=1 HTTP/1.1" 206 10 52731 MISS "say \"hi\"" "image/jpeg""#;
+        let Line::Fetch(p) = parse(line) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*p.domain, p.bytes, p.https, p.status),
+            (&b"img.example.com:443"[..], 52731, true, Some(206))
+        );
+        let hit = String::from_utf8_lossy(SAMPLE).replace(" MISS ", " HIT ");
+        assert_eq!(parse(hit.as_bytes()), Line::Cached);
+        let mut r = Alibaba::new(OriginRule::new(Some(&["hit".into()])));
+        assert!(matches!(
+            r.parse(hit.as_bytes(), &mut TimeParser::default()),
+            Line::Fetch(_)
+        ));
+    }
+
+    #[test]
+    fn broken_lines_are_rejected_with_their_reason() {
+        assert_eq!(
+            parse(b"[9/Jun/2015:01:58:09 +0800] 10.10.10.10 -"),
+            Line::Bad(Reason::FormatMismatch)
+        );
+        // A quote never closed.
+        assert_eq!(
+            parse(br#"[9/Jun/2015:01:58:09 +0800] 1 - 1 "-" "GET http://a/ 200 1 2 MISS"#),
+            Line::Bad(Reason::FormatMismatch)
+        );
+        let bad_time = String::from_utf8_lossy(SAMPLE).replace("9/Jun", "39/Jun");
+        assert_eq!(parse(bad_time.as_bytes()), Line::Bad(Reason::BadTime));
+        let no_url = String::from_utf8_lossy(SAMPLE).replace("http://www.aliyun.com", "");
+        assert_eq!(parse(no_url.as_bytes()), Line::Bad(Reason::BadDomain));
+        assert_eq!(parse(b"   "), Line::Skip);
+    }
+}

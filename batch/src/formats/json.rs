@@ -1,0 +1,488 @@
+//! JSON lines: Cloudflare Logpush (`cloudflare`) and any mapping of top-level keys (`jsonl`).
+//!
+//! No DOM per line: one pass over the line checks it is one JSON object and picks the few
+//! wanted members by their raw key bytes, skipping the rest (nested values included) without
+//! building them. Strings are unescaped only when they hold a backslash.
+
+use super::{Line, LineFormat, OriginRule, Parsed};
+use crate::fields::{self, TimeParser};
+use crate::rejects::Reason;
+use std::borrow::Cow;
+
+/// A member's value as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Raw<'a> {
+    /// A string's contents, escapes still in.
+    Str(&'a [u8]),
+    /// A number, `true`, `false` or `null`, as written.
+    Bare(&'a [u8]),
+    /// An object or array.
+    Nested,
+}
+
+impl<'a> Raw<'a> {
+    /// The value's text: a string unescaped, a bare value as written; `None` for null and
+    /// nested values.
+    fn text(self) -> Option<Cow<'a, [u8]>> {
+        match self {
+            Raw::Str(s) => Some(unescape(s)),
+            Raw::Bare(b"null") | Raw::Nested => None,
+            Raw::Bare(b) => Some(Cow::Borrowed(b)),
+        }
+    }
+}
+
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// The end (past the closing quote) of the string whose opening quote is at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', &b[j..])?;
+        if b[k] == b'\\' {
+            j = k + 2;
+            if j > b.len() {
+                return None;
+            }
+        } else {
+            return Some(k + 1);
+        }
+    }
+}
+
+/// The value at `i` and where it ends.
+fn value(b: &[u8], i: usize) -> Option<(Raw<'_>, usize)> {
+    match *b.get(i)? {
+        b'"' => {
+            let end = string_end(b, i)?;
+            Some((Raw::Str(&b[i + 1..end - 1]), end))
+        }
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some((Raw::Nested, j + 1));
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        b't' | b'f' | b'n' => {
+            for lit in [&b"true"[..], b"false", b"null"] {
+                if b[i..].starts_with(lit) {
+                    return Some((Raw::Bare(&b[i..i + lit.len()]), i + lit.len()));
+                }
+            }
+            None
+        }
+        b'-' | b'0'..=b'9' => {
+            let n = b[i..]
+                .iter()
+                .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .count();
+            Some((Raw::Bare(&b[i..i + n]), i + n))
+        }
+        _ => None,
+    }
+}
+
+/// Checks `line` is one JSON object and puts the value of each key of `want` (matched on the
+/// raw key bytes) in `out`; `None` if it is not an object.
+fn members<'a>(line: &'a [u8], want: &[&[u8]], out: &mut [Option<Raw<'a>>]) -> Option<()> {
+    let mut i = ws(line, 0);
+    if line.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(line, i + 1);
+    if line.get(i) == Some(&b'}') {
+        return (ws(line, i + 1) == line.len()).then_some(());
+    }
+    loop {
+        if line.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(line, i)?;
+        let key = &line[i + 1..key_end - 1];
+        i = ws(line, key_end);
+        if line.get(i) != Some(&b':') {
+            return None;
+        }
+        let (v, end) = value(line, ws(line, i + 1))?;
+        if let Some(k) = want.iter().position(|w| *w == key) {
+            out[k] = Some(v);
+        }
+        i = ws(line, end);
+        match line.get(i) {
+            Some(b',') => i = ws(line, i + 1),
+            Some(b'}') => return (ws(line, i + 1) == line.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// Unescapes a JSON string's contents (`\uXXXX` outside the BMP's plain range becomes `?`).
+fn unescape(s: &[u8]) -> Cow<'_, [u8]> {
+    if memchr::memchr(b'\\', s).is_none() {
+        return Cow::Borrowed(s);
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] != b'\\' {
+            out.push(s[i]);
+            i += 1;
+            continue;
+        }
+        let c = s.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        match c {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'u' => {
+                let ch = s
+                    .get(i..i + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .and_then(char::from_u32)
+                    .unwrap_or('?');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                i += 4;
+            }
+            other => out.push(other),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn minute(v: Option<Raw<'_>>, time: &mut TimeParser) -> Option<i64> {
+    time.minute(&v?.text()?)
+}
+
+fn bytes(v: Raw<'_>) -> Option<u64> {
+    fields::parse_bytes(&v.text()?)
+}
+
+fn status(v: Option<Raw<'_>>) -> Option<u16> {
+    fields::parse_status(&v?.text()?)
+}
+
+fn domain(v: Raw<'_>) -> Option<Cow<'_, [u8]>> {
+    v.text()
+}
+
+const CF_KEYS: [&[u8]; 7] = [
+    b"EdgeStartTimestamp",
+    b"ClientRequestHost",
+    b"ClientRequestScheme",
+    b"OriginResponseStatus",
+    b"CacheCacheStatus",
+    b"OriginResponseBytes",
+    b"CacheResponseBytes",
+];
+/// Cache statuses that went to the origin, when `OriginResponseStatus` is not in the job.
+const CF_ORIGIN: [&[u8]; 5] = [b"miss", b"expired", b"bypass", b"dynamic", b"updating"];
+
+/// Cloudflare Logpush `http_requests`: an origin fetch when `OriginResponseStatus` > 0 (or,
+/// without that field, by `CacheCacheStatus`), bytes from `OriginResponseBytes` else
+/// `CacheResponseBytes`, time from `EdgeStartTimestamp` in any of the three formats.
+#[derive(Debug, Default)]
+pub struct Cloudflare {
+    origin: OriginRule,
+}
+
+impl Cloudflare {
+    /// A reader with `--origin-statuses` (over `CacheCacheStatus`) or the default rule.
+    pub fn new(origin: OriginRule) -> Cloudflare {
+        Cloudflare { origin }
+    }
+}
+
+impl LineFormat for Cloudflare {
+    fn parse<'a>(&mut self, line: &'a [u8], time: &mut TimeParser) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        let mut v = [None; CF_KEYS.len()];
+        if members(line, &CF_KEYS, &mut v).is_none() {
+            return Line::Bad(Reason::BadJson);
+        }
+        let [
+            ts,
+            host,
+            scheme,
+            origin_status,
+            cache,
+            origin_bytes,
+            cache_bytes,
+        ] = v;
+        let (Some(host), Some(size)) = (host, origin_bytes.or(cache_bytes)) else {
+            return Line::Bad(Reason::BadJson);
+        };
+        let Some(minute) = minute(ts, time) else {
+            return Line::Bad(Reason::BadTime);
+        };
+        let code = status(origin_status);
+        let cache_text = cache.and_then(Raw::text);
+        let origin = match (self.origin.is_set(), &cache_text) {
+            (true, Some(c)) => self.origin.matches(c).unwrap_or(false),
+            (true, None) => false,
+            (false, _) if origin_status.is_some() => code.is_some(),
+            (false, Some(c)) => CF_ORIGIN
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(c.trim_ascii())),
+            (false, None) => false,
+        };
+        if !origin {
+            return Line::Cached;
+        }
+        let Some(domain) = domain(host) else {
+            return Line::Bad(Reason::BadDomain);
+        };
+        let Some(bytes) = bytes(size) else {
+            return Line::Bad(Reason::BadBytes);
+        };
+        Line::Fetch(Parsed {
+            minute,
+            domain,
+            bytes,
+            https: scheme
+                .and_then(Raw::text)
+                .is_some_and(|s| fields::is_https(&s)),
+            status: code,
+        })
+    }
+}
+
+/// Which top-level keys hold what, for `--format jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonFields {
+    /// `--time-field`.
+    pub time: String,
+    /// `--domain-field`.
+    pub domain: String,
+    /// `--bytes-field`.
+    pub bytes: String,
+    /// `--scheme-field`.
+    pub scheme: Option<String>,
+    /// `--status-field`.
+    pub status: Option<String>,
+    /// `--cache-status-field`.
+    pub cache_status: Option<String>,
+}
+
+/// Any JSON lines, by a key mapping: every line counts, or with `--origin-statuses` those
+/// whose cache-status field is one of them.
+#[derive(Debug)]
+pub struct Jsonl {
+    keys: Vec<Vec<u8>>,
+    origin: OriginRule,
+}
+
+impl Jsonl {
+    /// A reader of these keys.
+    pub fn new(f: &JsonFields, origin: OriginRule) -> Jsonl {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default().into_bytes();
+        Jsonl {
+            keys: vec![
+                f.time.clone().into_bytes(),
+                f.domain.clone().into_bytes(),
+                f.bytes.clone().into_bytes(),
+                opt(&f.scheme),
+                opt(&f.status),
+                opt(&f.cache_status),
+            ],
+            origin,
+        }
+    }
+}
+
+impl LineFormat for Jsonl {
+    fn parse<'a>(&mut self, line: &'a [u8], time: &mut TimeParser) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        // An unset optional key is empty, which no member of a real log is named.
+        let want: [&[u8]; 6] = std::array::from_fn(|i| {
+            if self.keys[i].is_empty() {
+                &b"\0unset"[..]
+            } else {
+                &self.keys[i][..]
+            }
+        });
+        let mut v = [None; 6];
+        if members(line, &want, &mut v).is_none() {
+            return Line::Bad(Reason::BadJson);
+        }
+        let [ts, host, size, scheme, code, cache] = v;
+        let (Some(host), Some(size)) = (host, size) else {
+            return Line::Bad(Reason::BadJson);
+        };
+        let Some(minute) = minute(ts, time) else {
+            return Line::Bad(Reason::BadTime);
+        };
+        if self.origin.is_set() {
+            let is = cache
+                .and_then(Raw::text)
+                .and_then(|c| self.origin.matches(&c))
+                .unwrap_or(false);
+            if !is {
+                return Line::Cached;
+            }
+        }
+        let Some(domain) = domain(host) else {
+            return Line::Bad(Reason::BadDomain);
+        };
+        let Some(bytes) = bytes(size) else {
+            return Line::Bad(Reason::BadBytes);
+        };
+        Line::Fetch(Parsed {
+            minute,
+            domain,
+            bytes,
+            https: scheme
+                .and_then(Raw::text)
+                .is_some_and(|s| fields::is_https(&s)),
+            status: status(code),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The vendor's documented sample (FORMATS.md).
+    const SAMPLE: &[u8] = br#"{"ClientRequestHost":"www.example.com","ClientRequestScheme":"https","EdgeStartTimestamp":1575979213000000000,"CacheCacheStatus":"miss","OriginResponseStatus":200,"CacheResponseBytes":52330,"EdgeResponseBytes":52610}"#;
+
+    fn cf(line: &[u8]) -> Line<'_> {
+        Cloudflare::default().parse(line, &mut TimeParser::default())
+    }
+
+    #[test]
+    fn the_documented_sample_is_an_origin_fetch_at_its_minute() {
+        let Line::Fetch(p) = cf(SAMPLE) else { panic!() };
+        assert_eq!(
+            (&*p.domain, p.bytes, p.https, p.status),
+            (&b"www.example.com"[..], 52330, true, Some(200))
+        );
+        assert_eq!(p.minute, 1_575_979_213 / 60);
+    }
+
+    #[test]
+    fn all_three_timestamp_kinds_and_any_member_order_read_the_same() {
+        let kinds = [
+            r#""EdgeStartTimestamp":1575979213000000000"#,
+            r#""EdgeStartTimestamp":1575979213"#,
+            r#""EdgeStartTimestamp":"2019-12-10T12:00:13Z""#,
+        ];
+        for k in kinds {
+            let line = format!(
+                r#"{{"OriginResponseBytes":7,"Nested":{{"a":[1,{{"b":"}}"}}]}},{k},"ClientRequestHost":"a.example.com","OriginResponseStatus":304}}"#
+            );
+            let Line::Fetch(p) = cf(line.as_bytes()) else {
+                panic!("{line}")
+            };
+            assert_eq!(
+                (p.minute, p.bytes, p.status),
+                (1_575_979_213 / 60, 7, Some(304)),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn origin_status_zero_or_a_hit_is_served_from_cache() {
+        let zero = String::from_utf8_lossy(SAMPLE).replace(
+            r#""OriginResponseStatus":200"#,
+            r#""OriginResponseStatus":0"#,
+        );
+        assert_eq!(cf(zero.as_bytes()), Line::Cached);
+        let no_status =
+            String::from_utf8_lossy(SAMPLE).replace(r#","OriginResponseStatus":200"#, "");
+        assert!(matches!(cf(no_status.as_bytes()), Line::Fetch(_)));
+        let hit = no_status.replace(r#""miss""#, r#""hit""#);
+        assert_eq!(cf(hit.as_bytes()), Line::Cached);
+    }
+
+    #[test]
+    fn broken_json_is_bad_json() {
+        for bad in [
+            &b"{"[..],
+            b"{\"a\":}",
+            b"[1,2]",
+            b"{\"ClientRequestHost\":\"a.com\"} x",
+            b"{\"a\" 1}",
+            b"not json",
+        ] {
+            assert_eq!(
+                cf(bad),
+                Line::Bad(Reason::BadJson),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An object without the needed members.
+        assert_eq!(cf(b"{\"x\":1}"), Line::Bad(Reason::BadJson));
+    }
+
+    #[test]
+    fn a_jsonl_mapping_reads_its_keys_escaped_or_not() {
+        let f = JsonFields {
+            time: "ts".into(),
+            domain: "host".into(),
+            bytes: "upstream_bytes".into(),
+            scheme: Some("scheme".into()),
+            status: Some("upstream_status".into()),
+            cache_status: Some("cache".into()),
+        };
+        let mut r = Jsonl::new(&f, OriginRule::default());
+        let line = br#"{"ts":1575979213.25,"host":"img\u002eexample.com","upstream_bytes":"1200","scheme":"http","upstream_status":"502","cache":"HIT"}"#;
+        let Line::Fetch(p) = r.parse(line, &mut TimeParser::default()) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*p.domain, p.bytes, p.https, p.status),
+            (&b"img.example.com"[..], 1200, false, Some(502))
+        );
+        let mut r = Jsonl::new(&f, OriginRule::new(Some(&["miss".into()])));
+        assert_eq!(r.parse(line, &mut TimeParser::default()), Line::Cached);
+    }
+
+    proptest! {
+        /// Whatever the bytes, the scanner answers without panicking, and any object it
+        /// accepts that serde_json also reads has the same wanted member.
+        #[test]
+        fn arbitrary_bytes_never_panic_and_agree_with_serde(b in prop::collection::vec(any::<u8>(), 0..200)) {
+            let mut v = [None; 1];
+            let ours = members(&b, &[b"k"], &mut v);
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&b) {
+                prop_assert!(ours.is_some());
+                if let Some(serde_json::Value::String(s)) = m.get("k") {
+                    let got = v[0].and_then(Raw::text).map(|c| c.into_owned());
+                    prop_assert_eq!(got, Some(s.clone().into_bytes()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! A caching proxy's access log, read by its nginx `log_format` string: literal text must
+//! match, and each `$variable` takes what runs up to the next literal. The line is an origin
+//! fetch when `$upstream_bytes_received` (or `$upstream_response_length`) is not `-`; its
+//! bytes are the sum of that list (`123, 456 : 789`: one per upstream tried).
+
+use super::{Line, LineFormat, OriginRule, Parsed};
+use crate::fields::{self, TimeParser};
+use crate::rejects::Reason;
+use std::borrow::Cow;
+
+/// nginx's predefined `combined` format.
+pub const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Time,
+    Host,
+    Upstream,
+    Scheme,
+    UpstreamStatus,
+    Status,
+    Cache,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(Vec<u8>),
+    Var(Role),
+}
+
+/// A compiled `log_format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NginxFormat {
+    pieces: Vec<Piece>,
+}
+
+/// Why a `log_format` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// A variable the batch needs is not in it.
+    #[error("the log_format has no {0}")]
+    Missing(&'static str),
+    /// Two variables with nothing between them cannot be told apart.
+    #[error("the log_format has ${0} right after another variable; put text between them")]
+    Adjacent(String),
+}
+
+impl NginxFormat {
+    /// Compiles a `log_format` string (`combined` names the predefined one).
+    pub fn compile(format: &str) -> Result<NginxFormat, FormatError> {
+        let format = if format.trim() == "combined" {
+            COMBINED
+        } else {
+            format
+        };
+        let b = format.as_bytes();
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'$' {
+                text.push(b[i]);
+                i += 1;
+                continue;
+            }
+            let (name, next) = if b.get(i + 1) == Some(&b'{') {
+                let close = b[i..]
+                    .iter()
+                    .position(|&c| c == b'}')
+                    .map_or(b.len(), |p| i + p);
+                (&format[i + 2..close], close + 1)
+            } else {
+                let n = b[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                (&format[i + 1..i + 1 + n], i + 1 + n)
+            };
+            if name.is_empty() {
+                text.push(b'$');
+                i += 1;
+                continue;
+            }
+            if text.is_empty() && matches!(pieces.last(), Some(Piece::Var(_))) {
+                return Err(FormatError::Adjacent(name.to_owned()));
+            }
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(Piece::Var(match name {
+                "time_local" | "time_iso8601" | "msec" => Role::Time,
+                "host" | "http_host" | "server_name" => Role::Host,
+                "upstream_bytes_received" | "upstream_response_length" => Role::Upstream,
+                "scheme" => Role::Scheme,
+                "upstream_status" => Role::UpstreamStatus,
+                "status" => Role::Status,
+                "upstream_cache_status" => Role::Cache,
+                _ => Role::Other,
+            }));
+            i = next;
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        let has = |r: Role| pieces.contains(&Piece::Var(r));
+        if !has(Role::Time) {
+            return Err(FormatError::Missing(
+                "time ($time_local, $time_iso8601 or $msec)",
+            ));
+        }
+        if !has(Role::Host) {
+            return Err(FormatError::Missing(
+                "host ($host, $http_host or $server_name)",
+            ));
+        }
+        if !has(Role::Upstream) {
+            return Err(FormatError::Missing(
+                "upstream bytes ($upstream_bytes_received or $upstream_response_length)",
+            ));
+        }
+        Ok(NginxFormat { pieces })
+    }
+}
+
+/// Sums an upstream list (`123, 456 : 789`); `None` when every entry is `-` (no upstream).
+fn upstream_sum(v: &[u8]) -> Option<Option<u64>> {
+    let mut sum: Option<u64> = None;
+    for part in v.split(|&b| b == b',' || b == b':') {
+        let part = part.trim_ascii();
+        if part == b"-" || part.is_empty() {
+            continue;
+        }
+        let n = fields::parse_bytes(part)?;
+        sum = Some(sum.unwrap_or(0).checked_add(n)?);
+    }
+    Some(sum)
+}
+
+/// Where a variable's value that starts at `at` ends: at the next `text`, except that an
+/// upstream list (`502, 200 : 304`) does not end inside one of its own separators.
+fn value_end(line: &[u8], at: usize, text: &[u8], role: Role) -> Option<usize> {
+    let list = matches!(role, Role::Upstream | Role::UpstreamStatus);
+    let mut from = at;
+    loop {
+        let p = from + memchr::memmem::find(&line[from..], text)?;
+        let inside = list
+            && text.first() == Some(&b' ')
+            && (line[..p].ends_with(b",")
+                || line[p..].starts_with(b" : ")
+                || line[..p].ends_with(b" :"));
+        if !inside {
+            return Some(p);
+        }
+        from = p + 1;
+    }
+}
+
+/// The reader.
+#[derive(Debug)]
+pub struct Nginx {
+    format: NginxFormat,
+    origin: OriginRule,
+}
+
+impl Nginx {
+    /// A reader of lines of `format`.
+    pub fn new(format: NginxFormat, origin: OriginRule) -> Nginx {
+        Nginx { format, origin }
+    }
+}
+
+impl LineFormat for Nginx {
+    fn parse<'a>(&mut self, line: &'a [u8], time: &mut TimeParser) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        let mut vals: [Option<&'a [u8]>; 8] = [None; 8];
+        let pieces = &self.format.pieces;
+        let mut at = 0;
+        for (k, piece) in pieces.iter().enumerate() {
+            match piece {
+                Piece::Text(t) => {
+                    if !line[at..].starts_with(t) {
+                        return Line::Bad(Reason::FormatMismatch);
+                    }
+                    at += t.len();
+                }
+                Piece::Var(role) => {
+                    let end = match pieces.get(k + 1) {
+                        Some(Piece::Text(t)) => match value_end(line, at, t, *role) {
+                            Some(e) => e,
+                            None => return Line::Bad(Reason::FormatMismatch),
+                        },
+                        _ => line.len(),
+                    };
+                    vals[*role as usize] = Some(&line[at..end]);
+                    at = end;
+                }
+            }
+        }
+        if at != line.len() {
+            return Line::Bad(Reason::FormatMismatch);
+        }
+        let get = |r: Role| vals[r as usize].unwrap_or(b"");
+        let Some(minute) = time.minute(get(Role::Time)) else {
+            return Line::Bad(Reason::BadTime);
+        };
+        let Some(upstream) = upstream_sum(get(Role::Upstream)) else {
+            return Line::Bad(Reason::BadBytes);
+        };
+        let origin = match self.origin.matches(get(Role::Cache)) {
+            Some(m) => m && upstream.is_some(),
+            None => upstream.is_some(),
+        };
+        let (true, Some(bytes)) = (origin, upstream) else {
+            return Line::Cached;
+        };
+        // The last upstream's status is the one that answered.
+        let upstream_status = get(Role::UpstreamStatus)
+            .rsplit(|&b| b == b',' || b == b':')
+            .next()
+            .and_then(fields::parse_status);
+        Line::Fetch(Parsed {
+            minute,
+            domain: Cow::Borrowed(get(Role::Host)),
+            bytes,
+            https: fields::is_https(get(Role::Scheme)),
+            status: upstream_status.or_else(|| fields::parse_status(get(Role::Status))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMAT: &str = r#"$remote_addr [$time_local] "$request" $status $host $scheme $upstream_cache_status $upstream_bytes_received"#;
+
+    fn parse(format: &str, line: &'static str) -> Line<'static> {
+        let f = NginxFormat::compile(format).unwrap();
+        Nginx::new(f, OriginRule::default()).parse(line.as_bytes(), &mut TimeParser::default())
+    }
+
+    #[test]
+    fn the_documented_sample_sums_its_upstreams() {
+        let line = r#"203.0.113.9 [10/Dec/2019:20:00:13 +0800] "GET /a.jpg HTTP/1.1" 200 img.example.com https MISS 52731, 1200"#;
+        let Line::Fetch(p) = parse(FORMAT, line) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*p.domain, p.bytes, p.https, p.status),
+            (&b"img.example.com"[..], 53931, true, Some(200))
+        );
+        let day = srctraffic::time::days_from_civil(2019, 12, 10);
+        assert_eq!(p.minute, day * 1440 + 12 * 60);
+    }
+
+    #[test]
+    fn no_upstream_is_served_from_cache_and_a_redirect_list_sums() {
+        let hit =
+            r#"1.1.1.1 [10/Dec/2019:20:00:13 +0800] "GET / HTTP/1.1" 200 a.example.com http HIT -"#;
+        assert_eq!(parse(FORMAT, hit), Line::Cached);
+        let f = r#"[$time_iso8601] $http_host $upstream_status $upstream_response_length"#;
+        let Line::Fetch(p) = parse(
+            f,
+            "[2019-12-10T20:00:13+08:00] b.example.com 502, 200 : 304 10, 20 : 30",
+        ) else {
+            panic!()
+        };
+        assert_eq!((p.bytes, p.status), (60, Some(304)));
+    }
+
+    #[test]
+    fn lines_off_the_format_and_formats_without_what_is_needed() {
+        assert_eq!(parse(FORMAT, "garbage"), Line::Bad(Reason::FormatMismatch));
+        assert_eq!(
+            parse(
+                FORMAT,
+                r#"1.1.1.1 [10/Dec/2019:20:00:13 +0800] "GET / HTTP/1.1" 200 a.example.com http MISS 12kb"#
+            ),
+            Line::Bad(Reason::BadBytes)
+        );
+        assert_eq!(
+            NginxFormat::compile("combined"),
+            Err(FormatError::Missing(
+                "host ($host, $http_host or $server_name)"
+            ))
+        );
+        assert!(matches!(
+            NginxFormat::compile("$msec$host $upstream_bytes_received"),
+            Err(FormatError::Adjacent(_))
+        ));
+        assert!(NginxFormat::compile("${msec} ${host} ${upstream_bytes_received}").is_ok());
+    }
+}
