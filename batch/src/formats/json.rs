@@ -186,8 +186,29 @@ fn status(v: Option<Raw<'_>>) -> Option<u16> {
     fields::parse_status(&v?.text()?)
 }
 
-fn domain(v: Raw<'_>) -> Option<Cow<'_, [u8]>> {
-    v.text()
+/// An origin fetch from its members, or the reason it cannot be one.
+fn fetch<'a>(
+    minute: i64,
+    host: Raw<'a>,
+    size: Raw<'a>,
+    scheme: Option<Raw<'a>>,
+    status: Option<u16>,
+) -> Line<'a> {
+    let Some(domain) = host.text() else {
+        return Line::Bad(Reason::BadDomain);
+    };
+    let Some(bytes) = bytes(size) else {
+        return Line::Bad(Reason::BadBytes);
+    };
+    Line::Fetch(Parsed {
+        minute,
+        domain,
+        bytes,
+        https: scheme
+            .and_then(Raw::text)
+            .is_some_and(|s| fields::is_https(&s)),
+        status,
+    })
 }
 
 const CF_KEYS: [&[u8]; 7] = [
@@ -255,21 +276,7 @@ impl LineFormat for Cloudflare {
         if !origin {
             return Line::Cached;
         }
-        let Some(domain) = domain(host) else {
-            return Line::Bad(Reason::BadDomain);
-        };
-        let Some(bytes) = bytes(size) else {
-            return Line::Bad(Reason::BadBytes);
-        };
-        Line::Fetch(Parsed {
-            minute,
-            domain,
-            bytes,
-            https: scheme
-                .and_then(Raw::text)
-                .is_some_and(|s| fields::is_https(&s)),
-            status: code,
-        })
+        fetch(minute, host, size, scheme, code)
     }
 }
 
@@ -349,21 +356,7 @@ impl LineFormat for Jsonl {
                 return Line::Cached;
             }
         }
-        let Some(domain) = domain(host) else {
-            return Line::Bad(Reason::BadDomain);
-        };
-        let Some(bytes) = bytes(size) else {
-            return Line::Bad(Reason::BadBytes);
-        };
-        Line::Fetch(Parsed {
-            minute,
-            domain,
-            bytes,
-            https: scheme
-                .and_then(Raw::text)
-                .is_some_and(|s| fields::is_https(&s)),
-            status: status(code),
-        })
+        fetch(minute, host, size, scheme, status(code))
     }
 }
 
