@@ -36,6 +36,8 @@ pub struct AggregateOptions {
     pub columns: ColumnNames,
     /// Cache statuses that mean an origin fetch, when only those count.
     pub origin_statuses: Option<Vec<String>>,
+    /// The formats to read and their flags.
+    pub formats: crate::lines::FormatSpec,
     /// How long a silent run keeps its claims.
     pub lease: Duration,
     /// Show a progress bar (on a terminal).
@@ -117,7 +119,11 @@ pub fn run(
     summary.objects_written += recovered.objects;
     summary.stuck_runs = recovered.stuck;
 
-    let mut inputs = input::discover(&opts.inputs)?;
+    let names = match opts.formats.forced {
+        Some(crate::formats::Format::Csv) => input::Names::Csv,
+        _ => input::Names::Every,
+    };
+    let mut inputs = input::discover(&opts.inputs, names)?;
     if let Some(settle) = opts.settle {
         // A file still being written must not be claimed: its later lines would be lost.
         let before = inputs.len();
@@ -133,7 +139,7 @@ pub fn run(
         None
     } else {
         let client = rt.block_on(srctraffic::store::s3::client_from_env(Patience::Run));
-        inputs.extend(rt.block_on(input::discover_s3_all(&client, &s3_urls))?);
+        inputs.extend(rt.block_on(input::discover_s3_all(&client, &s3_urls, names))?);
         input::dedup(&mut inputs);
         Some(S3Reader {
             client,
@@ -246,6 +252,7 @@ pub fn run(
         max_line_bytes: opts.max_line_bytes,
         chunk_bytes: read::CHUNK,
         origin_statuses: opts.origin_statuses.clone(),
+        formats: opts.formats.clone(),
         keep_all_rejects: opts.rejects.is_some(),
         s3,
     };
@@ -305,6 +312,9 @@ pub fn run(
                 summary
                     .missing_column
                     .push((input.display(), col.to_string()));
+            }
+            if let Some(format) = report.format {
+                *summary.formats.entry(format.name()).or_default() += 1;
             }
             counted_ids.push(id.clone());
             counted_stats.extend(cache_entry(stat, id));

@@ -123,9 +123,13 @@ pub struct AggregateArgs {
     #[arg(long, default_value = "cache_status")]
     pub cache_status_column: String,
     /// Count only lines whose cache status is one of these (comma-separated, any case);
-    /// the others are counted apart as served from cache. Default: every line counts.
+    /// the others are counted apart as served from cache. Default: every line of CSV, JSON
+    /// lines and nginx logs; each CDN format's own rule (see the README).
     #[arg(long, value_delimiter = ',')]
     pub origin_statuses: Option<Vec<String>>,
+    /// The log format and what each format needs.
+    #[command(flatten)]
+    pub format_flags: crate::lines::FormatFlags,
     /// Seconds a run may go silent before another run takes its inputs over.
     #[arg(long, default_value_t = 120)]
     pub lease: u64,
@@ -156,7 +160,8 @@ pub struct AggregateArgs {
     /// modification time, inode), which are otherwise skipped without being read.
     #[arg(long)]
     pub verify: bool,
-    /// Files, directories (every *.csv and *.csv.gz below), or s3://bucket/prefix.
+    /// Files, directories, or s3://bucket/prefix: with --format csv every *.csv and
+    /// *.csv.gz below; otherwise every file (names starting with `.` left out).
     #[arg(required = true)]
     pub inputs: Vec<String>,
 }

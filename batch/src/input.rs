@@ -83,14 +83,40 @@ pub enum InputError {
     },
 }
 
-fn is_log_name(name: &str) -> bool {
-    name.ends_with(".csv") || name.ends_with(".csv.gz")
+/// Which files below a directory or prefix are inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// `*.csv` and `*.csv.gz` (with `--format csv`).
+    Csv,
+    /// Every file (CloudFront and Alibaba Cloud name theirs without `.csv`), but for names
+    /// starting with `.` and a store inside the directory.
+    Every,
+}
+
+fn is_log_name(name: &str, names: Names) -> bool {
+    match names {
+        Names::Csv => name.ends_with(".csv") || name.ends_with(".csv.gz"),
+        Names::Every => !name.starts_with('.'),
+    }
+}
+
+/// Whether a directory holds a store (its ledger and manifest), which is never an input.
+fn is_store_root(dir: &Path) -> bool {
+    dir.join("ledger").is_dir() && dir.join("meta").is_dir()
+}
+
+/// Whether an object key is part of a store under the listed prefix.
+fn is_store_key(key: &str) -> bool {
+    key.split('/')
+        .any(|seg| seg == "ledger" || seg == "meta" || seg == "segments")
+        || key.ends_with(".bkt")
+        || key.ends_with(".seg")
 }
 
 /// Expands the local arguments into files: a file is taken as it is; a directory gives every
 /// `*.csv` and `*.csv.gz` below it. Sorted, each file once. `s3://` arguments are left to
 /// [`discover_s3`].
-pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
+pub fn discover(args: &[String], names: Names) -> Result<Vec<Input>, InputError> {
     let mut out = Vec::new();
     for arg in args.iter().filter(|a| !a.starts_with("s3://")) {
         let path = PathBuf::from(arg);
@@ -100,7 +126,7 @@ pub fn discover(args: &[String]) -> Result<Vec<Input>, InputError> {
         };
         let meta = std::fs::metadata(&path).map_err(io)?;
         if meta.is_dir() {
-            walk(&path, &mut out).map_err(io)?;
+            walk(&path, &mut out, names).map_err(io)?;
         } else {
             out.push(Input {
                 source: Source::File(path),
@@ -124,10 +150,11 @@ pub fn dedup(inputs: &mut Vec<Input>) {
 pub async fn discover_s3_all(
     client: &aws_sdk_s3::Client,
     urls: &[&String],
+    names: Names,
 ) -> Result<Vec<Input>, InputError> {
     use futures_util::StreamExt;
     let listed: Vec<_> = futures_util::stream::iter(urls)
-        .map(|url| discover_s3(client, url))
+        .map(|url| discover_s3(client, url, names))
         .buffered(16)
         .collect()
         .await;
@@ -143,7 +170,11 @@ pub async fn discover_s3_all(
 /// key under `logs/` starting with `2019-12-`). A URL naming one object exactly (as a Step
 /// Functions item does) gives that object alone, whatever its name, as a local file argument
 /// does.
-pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<Input>, InputError> {
+pub async fn discover_s3(
+    client: &aws_sdk_s3::Client,
+    url: &str,
+    names: Names,
+) -> Result<Vec<Input>, InputError> {
     let fail = |message: String| InputError::S3 {
         url: url.to_owned(),
         message,
@@ -166,7 +197,9 @@ pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<I
                 continue;
             };
             let exact = key == prefix;
-            if !exact && !is_log_name(key) {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let wanted = is_log_name(name, names) && !(names == Names::Every && is_store_key(key));
+            if !exact && !wanted {
                 continue;
             }
             // Some servers leave ETags out of listings: ask for the object's own.
@@ -202,22 +235,25 @@ pub async fn discover_s3(client: &aws_sdk_s3::Client, url: &str) -> Result<Vec<I
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<Input>) -> io::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<Input>, names: Names) -> io::Result<()> {
+    if names == Names::Every && is_store_root(dir) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         let kind = entry.file_type()?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
         if kind.is_dir() {
-            walk(&path, out)?;
-        } else if kind.is_file() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if is_log_name(&name) {
-                out.push(Input {
-                    size: entry.metadata()?.len(),
-                    source: Source::File(path),
-                });
+            if !(names == Names::Every && name.starts_with('.')) {
+                walk(&path, out, names)?;
             }
+        } else if kind.is_file() && is_log_name(&name, names) {
+            out.push(Input {
+                size: entry.metadata()?.len(),
+                source: Source::File(path),
+            });
         }
     }
     Ok(())
@@ -271,7 +307,7 @@ mod tests {
             dir.path().display().to_string(),
             dir.path().join("a.csv").display().to_string(),
         ];
-        let found = discover(&args).unwrap();
+        let found = discover(&args, Names::Csv).unwrap();
         assert_eq!(found.len(), 2);
         assert!(!is_gzip(found[0].path().unwrap()).unwrap());
         assert!(is_gzip(found[1].path().unwrap()).unwrap());
@@ -281,12 +317,36 @@ mod tests {
             identity(&dir.path().join("copy.csv")).unwrap()
         );
         assert_ne!(found[0].identity().unwrap(), found[1].identity().unwrap());
+        // Any other format: every file, but hidden ones and a store inside.
+        std::fs::create_dir_all(dir.path().join("store/ledger")).unwrap();
+        std::fs::create_dir_all(dir.path().join("store/meta")).unwrap();
+        std::fs::write(dir.path().join("store/meta/manifest.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join(".hidden"), b"x").unwrap();
+        let every = discover(&[dir.path().display().to_string()], Names::Every).unwrap();
+        let names: Vec<String> = every
+            .iter()
+            .map(|i| {
+                i.path()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["a.csv", "copy.csv", "notes.txt", "b.csv.gz"]);
         assert!(
-            discover(&["s3://b/p".into()]).unwrap().is_empty(),
+            is_store_key("logs/store/meta/manifest.json")
+                && !is_store_key("logs/E2.2019-12-10-20.abc.gz")
+        );
+        assert!(
+            discover(&["s3://b/p".into()], Names::Csv)
+                .unwrap()
+                .is_empty(),
             "s3:// is listed elsewhere"
         );
         assert!(
-            discover(&["/no/such/path".into()])
+            discover(&["/no/such/path".into()], Names::Every)
                 .unwrap_err()
                 .to_string()
                 .contains("/no/such/path")

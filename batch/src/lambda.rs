@@ -45,6 +45,8 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         None => Clock::System,
         Some(s) => Clock::fixed(&s).ok_or("SRCTRAFFIC_NOW must be yyyy-MM-ddTHH:mm:ssZ")?,
     };
+    let origin_statuses: Option<Vec<String>> =
+        env("SRCTRAFFIC_ORIGIN_STATUSES").map(|s| s.split(',').map(str::to_owned).collect());
     let opts = AggregateOptions {
         inputs,
         clock,
@@ -53,8 +55,18 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0.01),
         columns: ColumnNames::default(),
-        origin_statuses: env("SRCTRAFFIC_ORIGIN_STATUSES")
-            .map(|s| s.split(',').map(str::to_owned).collect()),
+        origin_statuses: origin_statuses.clone(),
+        formats: crate::lines::FormatSpec::from_flags(&crate::lines::FormatFlags {
+            format: env("SRCTRAFFIC_FORMAT"),
+            origin_statuses,
+            nginx_log_format: env("SRCTRAFFIC_NGINX_LOG_FORMAT"),
+            time_field: env("SRCTRAFFIC_TIME_FIELD"),
+            domain_field: env("SRCTRAFFIC_DOMAIN_FIELD"),
+            bytes_field: env("SRCTRAFFIC_BYTES_FIELD"),
+            scheme_field: env("SRCTRAFFIC_SCHEME_FIELD"),
+            status_field: env("SRCTRAFFIC_STATUS_FIELD"),
+            cache_status_field: env("SRCTRAFFIC_CACHE_STATUS_FIELD"),
+        })?,
         lease: Duration::from_secs(120),
         progress: false,
         max_line_bytes: crate::read::MAX_LINE_BYTES,

@@ -23,6 +23,7 @@ pub mod header;
 pub mod input;
 pub mod lambda;
 pub mod ledger;
+pub mod lines;
 pub mod ops;
 pub mod read;
 pub mod rejects;

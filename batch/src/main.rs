@@ -75,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 status_column,
                 cache_status_column,
                 origin_statuses,
+                format_flags,
                 lease,
                 threads,
                 max_line_bytes,
@@ -108,6 +109,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     status: status_column,
                     cache: cache_status_column,
                 },
+                formats: srctraffic_batch::lines::FormatSpec::from_flags(
+                    &srctraffic_batch::lines::FormatFlags {
+                        origin_statuses: origin_statuses.clone(),
+                        ..format_flags
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
                 origin_statuses,
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),

@@ -8,9 +8,12 @@
 //! without double counting.
 
 use crate::aggregate::{Aggregator, Origin};
+use crate::fields::TimeParser;
+use crate::formats::{self, Format};
 use crate::header::{self, ColumnNames, HeaderError};
 use crate::input::{self, Input, Source};
-use crate::rejects::Position;
+use crate::lines::{self, FormatSpec};
+use crate::rejects::{Position, Reason};
 use crate::scan::{self, Columns, Sink, Swallowed};
 use flate2::read::MultiGzDecoder;
 use indicatif::ProgressBar;
@@ -47,6 +50,8 @@ pub struct ReadOptions {
     pub keep_all_rejects: bool,
     /// Cache statuses that mean an origin fetch, when only those count.
     pub origin_statuses: Option<Vec<String>>,
+    /// The formats to read and their flags.
+    pub formats: FormatSpec,
     /// How to read `s3://` inputs, when there are any.
     pub s3: Option<S3Reader>,
 }
@@ -72,6 +77,8 @@ pub struct FileReport {
     pub missing_column: Option<HeaderError>,
     /// The file has no bytes at all.
     pub empty: bool,
+    /// The format it was read as.
+    pub format: Option<Format>,
 }
 
 /// Everything read.
@@ -83,6 +90,21 @@ pub struct ReadResult {
     pub files: Vec<FileReport>,
 }
 
+/// How a chunk's bytes are read.
+#[derive(Debug, Clone, Copy)]
+enum ChunkKind {
+    /// CSV records with these columns.
+    Csv(Columns),
+    /// Lines of a line format.
+    Lines(Format),
+}
+
+/// What reads a chunk.
+enum Reader {
+    Csv(Columns),
+    Lines(Box<dyn formats::LineFormat>, TimeParser),
+}
+
 enum Task {
     Chunk {
         file: u32,
@@ -91,7 +113,7 @@ enum Task {
         end: u64,
         /// The file's last chunk: the only one that may end inside a quote.
         last: bool,
-        cols: Columns,
+        kind: ChunkKind,
     },
     Stream {
         file: u32,
@@ -236,10 +258,9 @@ fn read_pass(
                     begin,
                     end,
                     last,
-                    cols,
+                    kind,
                 } => {
-                    let max = opts.max_line_bytes;
-                    let report = match read_chunk(&mut agg, file, &handle, begin, end, &cols, max) {
+                    let report = match read_chunk(&mut agg, file, &handle, begin, end, kind, opts) {
                         Ok(scanned) => (
                             file,
                             FileReport {
@@ -296,6 +317,7 @@ fn read_pass(
         }
         f.error = f.error.take().or(r.error);
         f.missing_column = f.missing_column.take().or(r.missing_column);
+        f.format = f.format.or(r.format);
     }
     ReadPass {
         agg,
@@ -362,27 +384,48 @@ fn plan(file: u32, input: &Input, opts: &ReadOptions) -> (Vec<Task>, FileReport)
     if let Err(e) = handle.read_exact_at(&mut head, 0) {
         return fail(e);
     }
-    let parsed = if head_len < header_end as usize {
-        Err(HeaderError::Missing(opts.columns.time.clone()))
-    } else {
-        header::parse(head.strip_suffix(b"\n").unwrap_or(&head), &opts.columns)
+    let format = match opts
+        .formats
+        .forced
+        .map_or_else(|| formats::detect(&head), Ok)
+    {
+        Ok(f) => f,
+        Err(why) => return fail(io::Error::other(why)),
     };
-    let cols = match parsed {
-        Ok(c) => c,
-        Err(missing) => {
-            let lines = count_lines(&handle, size).unwrap_or(0);
-            return (
-                Vec::new(),
-                FileReport {
-                    lines,
-                    missing_column: Some(missing),
-                    ..Default::default()
-                },
-            );
+    if format != Format::Csv {
+        if let Err(why) = opts.formats.reader(format) {
+            return fail(io::Error::other(why));
         }
+        if !format.cuts_anywhere() {
+            return (vec![Task::Stream { file }], FileReport::default());
+        }
+    }
+    let (kind, first) = if format == Format::Csv {
+        let parsed = if head_len < header_end as usize {
+            Err(HeaderError::Missing(opts.columns.time.clone()))
+        } else {
+            header::parse(head.strip_suffix(b"\n").unwrap_or(&head), &opts.columns)
+        };
+        match parsed {
+            Ok(c) => (ChunkKind::Csv(c), header_end),
+            Err(missing) => {
+                let lines = count_lines(&handle, size).unwrap_or(0);
+                return (
+                    Vec::new(),
+                    FileReport {
+                        lines,
+                        missing_column: Some(missing),
+                        format: Some(Format::Csv),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+    } else {
+        (ChunkKind::Lines(format), 0)
     };
     let mut tasks = Vec::new();
-    let mut begin = header_end;
+    let mut begin = first;
     while begin < size {
         let end = match next_line_start(&handle, (begin + opts.chunk_bytes.max(1)).min(size), size)
         {
@@ -395,14 +438,16 @@ fn plan(file: u32, input: &Input, opts: &ReadOptions) -> (Vec<Task>, FileReport)
             begin,
             end,
             last: end >= size,
-            cols,
+            kind,
         });
         begin = end;
     }
     (
         tasks,
         FileReport {
-            lines: 1,
+            // The header row of a CSV.
+            lines: u64::from(format == Format::Csv),
+            format: Some(format),
             ..Default::default()
         },
     )
@@ -464,8 +509,8 @@ fn read_chunk(
     handle: &File,
     begin: u64,
     end: u64,
-    cols: &Columns,
-    max_line_bytes: usize,
+    kind: ChunkKind,
+    opts: &ReadOptions,
 ) -> io::Result<scan::ScanEnd> {
     if end <= begin {
         return Ok(scan::ScanEnd {
@@ -490,13 +535,31 @@ fn read_chunk(
             base_off: begin,
         },
     );
+    let max = opts.max_line_bytes;
+    let mut reader = match kind {
+        ChunkKind::Csv(cols) => Reader::Csv(cols),
+        ChunkKind::Lines(f) => Reader::Lines(
+            opts.formats.reader(f).map_err(io::Error::other)?,
+            TimeParser::default(),
+        ),
+    };
     // Scanned a window at a time, each page given back once passed: a mapping's pages count as
     // the process's memory, and a chunk per worker would make memory grow with the threads.
     let (mut at, mut window, mut lines) = (0usize, SCAN_WINDOW, 0u64);
     loop {
         let to = at.saturating_add(window).min(map.len());
         let eof = to == map.len();
-        let end = scan::scan(&map[at..to], cols, max_line_bytes, eof, 0, agg);
+        let end = match &mut reader {
+            Reader::Csv(cols) => scan::scan(&map[at..to], cols, max, eof, 0, agg),
+            Reader::Lines(format, time) => {
+                let fed = lines::feed(format.as_mut(), time, &map[at..to], eof, 0, max, agg);
+                scan::ScanEnd {
+                    consumed: fed.consumed,
+                    lines: fed.lines,
+                    open_quote: false,
+                }
+            }
+        };
         lines += end.lines;
         if eof {
             return Ok(scan::ScanEnd {
@@ -634,6 +697,17 @@ fn read_stream(
                 let Some(nl) = nl.or((eof || full).then_some(filled)) else {
                     continue;
                 };
+                let format = match opts.formats.forced {
+                    Some(f) => f,
+                    None => formats::detect(&buf[..filled]).map_err(io::Error::other)?,
+                };
+                report.format = Some(format);
+                if format != Format::Csv {
+                    let reader = opts.formats.reader(format).map_err(io::Error::other)?;
+                    report.lines =
+                        line_stream(agg, reader, dec.as_mut(), &mut buf, filled, eof, max)?;
+                    return Ok(());
+                }
                 let parsed = if nl > max {
                     Err(HeaderError::Missing(opts.columns.time.clone()))
                 } else {
@@ -682,6 +756,67 @@ fn read_stream(
         report.error = Some(e.to_string());
     }
     report
+}
+
+/// Reads the rest of a stream of a line format, `buf[..filled]` already read; returns the
+/// lines read. A line longer than the limit is rejected and skipped to its newline without
+/// being held.
+fn line_stream(
+    agg: &mut Aggregator,
+    mut format: Box<dyn formats::LineFormat>,
+    dec: &mut dyn Read,
+    buf: &mut [u8],
+    mut filled: usize,
+    mut eof: bool,
+    max: usize,
+) -> io::Result<u64> {
+    let mut time = TimeParser::default();
+    let mut line = 1u64;
+    // Inside a line too long to hold: its first bytes, for the report.
+    let mut skipping: Option<Vec<u8>> = None;
+    loop {
+        if let Some(head) = skipping.as_ref() {
+            match memchr::memchr(b'\n', &buf[..filled]) {
+                Some(i) => {
+                    agg.bad_line(Reason::LineTooLong, line, head);
+                    line += 1;
+                    skipping = None;
+                    buf.copy_within(i + 1..filled, 0);
+                    filled -= i + 1;
+                }
+                None if eof => {
+                    agg.bad_line(Reason::LineTooLong, line, head);
+                    return Ok(line);
+                }
+                None => filled = 0,
+            }
+        }
+        if skipping.is_none() {
+            let fed = lines::feed(
+                format.as_mut(),
+                &mut time,
+                &buf[..filled],
+                eof,
+                line,
+                max,
+                agg,
+            );
+            line += fed.lines;
+            if eof {
+                return Ok(line - 1);
+            }
+            if fed.consumed == 0 && filled == buf.len() {
+                skipping = Some(buf[..crate::rejects::TEXT_LIMIT.min(filled)].to_vec());
+                filled = 0;
+            } else {
+                buf.copy_within(fed.consumed..filled, 0);
+                filled -= fed.consumed;
+            }
+        }
+        let n = dec.read(&mut buf[filled..])?;
+        eof = n == 0;
+        filled += n;
+    }
 }
 
 /// A record too long to hold, walked byte by byte for its quotes and newlines until a newline
@@ -806,6 +941,10 @@ mod tests {
             chunk_bytes,
             keep_all_rejects: true,
             origin_statuses: None,
+            formats: FormatSpec {
+                forced: Some(Format::Csv),
+                ..FormatSpec::default()
+            },
             s3: None,
         }
     }
@@ -978,6 +1117,48 @@ mod fuzz {
         }
     }
 
+    /// Up to 2,000 bytes mostly from `alphabet`, some random, often after `first`.
+    fn shaped(rng: &mut rand::rngs::StdRng, alphabet: &[u8], noise: f64, first: &[u8]) -> Vec<u8> {
+        let len = rng.random_range(0..2_000);
+        let mut bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                if rng.random_bool(noise) {
+                    rng.random()
+                } else {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                }
+            })
+            .collect();
+        if rng.random_bool(0.7) {
+            bytes.splice(0..0, first.iter().copied());
+        }
+        bytes
+    }
+
+    /// The same bytes plain and gzip'd.
+    fn write_both(plain: &std::path::Path, gz: &std::path::Path, bytes: &[u8]) {
+        std::fs::write(plain, bytes).unwrap();
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap();
+    }
+
+    /// Random limits for a read.
+    fn options(rng: &mut rand::rngs::StdRng, formats: FormatSpec) -> ReadOptions {
+        ReadOptions {
+            columns: ColumnNames::default(),
+            floor_day: 18_000,
+            ceiling_minute: 26_000_000,
+            max_line_bytes: rng.random_range(8..400),
+            chunk_bytes: rng.random_range(1..300),
+            keep_all_rejects: false,
+            origin_statuses: None,
+            formats,
+            s3: None,
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_every_record_is_accounted_for() {
         let dir = tempfile::tempdir().unwrap();
@@ -988,36 +1169,15 @@ mod fuzz {
         let started = std::time::Instant::now();
         let mut inputs = 0u64;
         while started.elapsed() < BUDGET {
-            let len = rng.random_range(0..2_000);
-            let mut bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    if rng.random_bool(0.05) {
-                        rng.random()
-                    } else {
-                        alphabet[rng.random_range(0..alphabet.len())]
-                    }
-                })
-                .collect();
-            if rng.random_bool(0.7) {
-                bytes.splice(0..0, b"time,domain,bytes\n".iter().copied());
-            }
-            std::fs::write(&plain, &bytes).unwrap();
-            let mut enc = flate2::write::GzEncoder::new(
-                File::create(&gz).unwrap(),
-                flate2::Compression::fast(),
+            let bytes = shaped(&mut rng, alphabet, 0.05, b"time,domain,bytes\n");
+            write_both(&plain, &gz, &bytes);
+            let opts = options(
+                &mut rng,
+                FormatSpec {
+                    forced: Some(Format::Csv),
+                    ..FormatSpec::default()
+                },
             );
-            enc.write_all(&bytes).unwrap();
-            enc.finish().unwrap();
-            let opts = ReadOptions {
-                columns: ColumnNames::default(),
-                floor_day: 18_000,
-                ceiling_minute: 26_000_000,
-                max_line_bytes: rng.random_range(8..400),
-                chunk_bytes: rng.random_range(1..300),
-                keep_all_rejects: false,
-                origin_statuses: None,
-                s3: None,
-            };
             let read = |p: &std::path::Path| read_all(&[input(p)], &opts, &ProgressBar::hidden());
             let (a, b) = (read(&plain), read(&gz));
             for r in [&a, &b] {
@@ -1048,5 +1208,88 @@ mod fuzz {
             "peak RSS {} KiB",
             usage.ru_maxrss
         );
+    }
+    #[test]
+    fn arbitrary_bytes_into_every_line_format_never_panic_and_account_for_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, gz) = (dir.path().join("in"), dir.path().join("in.gz"));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let nginx = crate::formats::nginx::NginxFormat::compile(
+            "[$time_local] $host \"$request\" $upstream_status $upstream_bytes_received",
+        )
+        .unwrap();
+        let json = crate::formats::json::JsonFields {
+            time: "t".into(),
+            domain: "d".into(),
+            bytes: "b".into(),
+            scheme: Some("s".into()),
+            status: Some("c".into()),
+            cache_status: Some("h".into()),
+        };
+        // Per format: bytes shaped like it, and a first line that makes records get far.
+        let cases: [(Format, &[u8], &[u8]); 5] = [
+            (
+                Format::Cloudfront,
+                b"\t\n-0123456789:.%2E#Fields: date time sc-bytes x-edge-result-type x-host-header Miss Hit https 2019-12-10 a.com",
+                b"#Fields: date time sc-bytes x-edge-result-type x-host-header cs-protocol sc-status\n",
+            ),
+            (
+                Format::Alibaba,
+                b"[]\" \\/:+-0123456789 Dec MISS HIT GET http://a.com/ https://",
+                b"[10/Dec/2019:20:00:13 +0800] 1 - 1 \"-\" \"GET http://a.com/\" 200 1 2 MISS \"-\" \"-\"\n",
+            ),
+            (
+                Format::Cloudflare,
+                b"{}[]\":,\\u0 0123456789 ClientRequestHost EdgeStartTimestamp OriginResponseStatus CacheResponseBytes a.com miss",
+                b"{\"ClientRequestHost\":\"a.com\",\"EdgeStartTimestamp\":1576008000,\"OriginResponseStatus\":200,\"CacheResponseBytes\":5}\n",
+            ),
+            (
+                Format::Jsonl,
+                b"{}[]\":,\\ 0123456789.tdbsch a.com https",
+                b"{\"t\":1576008000.5,\"d\":\"a.com\",\"b\":7,\"s\":\"https\",\"c\":\"200\"}\n",
+            ),
+            (
+                Format::Nginx,
+                b"[]\" /:+,-0123456789 Dec a.com GET",
+                b"[10/Dec/2019:20:00:13 +0800] a.com \"GET /\" 502, 200 : 304 10, 20\n",
+            ),
+        ];
+        let mut inputs = 0u64;
+        for (format, alphabet, first) in cases {
+            let started = std::time::Instant::now();
+            while started.elapsed() < BUDGET / 5 {
+                let bytes = shaped(&mut rng, alphabet, 0.03, first);
+                write_both(&plain, &gz, &bytes);
+                let opts = options(
+                    &mut rng,
+                    FormatSpec {
+                        forced: Some(format),
+                        json: Some(json.clone()),
+                        nginx: Some(nginx.clone()),
+                        ..FormatSpec::default()
+                    },
+                );
+                let read =
+                    |p: &std::path::Path| read_all(&[input(p)], &opts, &ProgressBar::hidden());
+                let (a, b) = (read(&plain), read(&gz));
+                let shown = || format!("{format:?}: {:?}", String::from_utf8_lossy(&bytes));
+                for r in [&a, &b] {
+                    let s = &r.agg.stats;
+                    assert_eq!(
+                        s.accepted + s.expired + s.cached + r.agg.rejects.total(),
+                        s.records,
+                        "{}",
+                        shown()
+                    );
+                    assert!(s.records <= r.files[0].lines, "{}", shown());
+                }
+                assert_eq!(a.files[0].lines, b.files[0].lines, "{}", shown());
+                assert_eq!(a.agg.rejects.counts, b.agg.rejects.counts, "{}", shown());
+                assert_eq!(a.agg.stats.cached, b.agg.stats.cached, "{}", shown());
+                assert_eq!(a.agg.into_cells(), b.agg.into_cells(), "{}", shown());
+                inputs += 1;
+            }
+        }
+        assert!(inputs > 100, "only {inputs} inputs in {BUDGET:?}");
     }
 }

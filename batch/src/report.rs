@@ -56,6 +56,8 @@ pub struct Summary {
     pub accepted: u64,
     /// Records older than retention.
     pub expired: u64,
+    /// Inputs read, by the format each was read as.
+    pub formats: std::collections::BTreeMap<&'static str, usize>,
     /// Records of edge logs served from cache (not origin fetches): neither counted nor
     /// rejected.
     pub cached: u64,
@@ -111,6 +113,14 @@ impl fmt::Display for Summary {
             self.unreadable.len(),
             self.empty_files
         )?;
+        if !self.formats.is_empty() {
+            let list: Vec<String> = self
+                .formats
+                .iter()
+                .map(|(f, n)| format!("{f} {n}"))
+                .collect();
+            writeln!(f, "formats    {}", list.join(", "))?;
+        }
         writeln!(
             f,
             "lines      {} read, {} counted, {} expired (older than retention), {} served from cache, {} rejected",

@@ -4,6 +4,7 @@
 mod e2e;
 mod exactly_once;
 mod fixtures;
+mod formats;
 mod hardening;
 mod helpers;
 mod lambda;

@@ -140,13 +140,25 @@ async fn s3_inputs_are_listed_streamed_and_counted_once() {
     }
     let input = format!("{}/in/", uploads.spec);
     let store = TestStore::s3(&server);
-    let run = || {
+    // With --format csv only *.csv and *.csv.gz objects are inputs (notes.txt is not).
+    let csv_run = |more: &[String]| {
         store
             .command()
-            .args(["aggregate", "--now", NOW, "--store", &store.spec, &input])
+            .args([
+                "aggregate",
+                "--format",
+                "csv",
+                "--now",
+                NOW,
+                "--store",
+                &store.spec,
+                &input,
+            ])
+            .args(more)
             .output()
             .unwrap()
     };
+    let run = || csv_run(&[]);
     let out = run();
     assert_ok(&out);
     assert!(stdout(&out).contains("7 found, 7 read"), "{}", stdout(&out));
@@ -160,12 +172,7 @@ async fn s3_inputs_are_listed_streamed_and_counted_once() {
     );
     assert_eq!(store_totals(&store).await, truth);
     // An object named twice (by its key and by a prefix above it) is one input.
-    let twice = store
-        .command()
-        .args(["aggregate", "--now", NOW, "--store", &store.spec, &input])
-        .arg(format!("{input}good.csv"))
-        .output()
-        .unwrap();
+    let twice = csv_run(&[format!("{input}good.csv")]);
     assert_ok(&twice);
     assert!(
         stdout(&twice).contains("7 found, 0 read"),

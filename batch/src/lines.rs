@@ -1,0 +1,219 @@
+//! Drives a [`LineFormat`] over a buffer of whole lines, into an [`Aggregator`].
+
+use crate::aggregate::{Aggregator, Fetch};
+use crate::fields::TimeParser;
+use crate::formats::alibaba::Alibaba;
+use crate::formats::cloudfront::Cloudfront;
+use crate::formats::json::{Cloudflare, JsonFields, Jsonl};
+use crate::formats::nginx::{Nginx, NginxFormat};
+use crate::formats::{Format, Line, LineFormat, OriginRule};
+use crate::rejects::Reason;
+
+/// Which formats a run reads and how: `--format` and the flags of each.
+#[derive(Debug, Clone, Default)]
+pub struct FormatSpec {
+    /// `--format`; `None` is `auto`: decided per input by its first bytes.
+    pub forced: Option<Format>,
+    /// `--origin-statuses`.
+    pub origin: OriginRule,
+    /// The `jsonl` key mapping, when given.
+    pub json: Option<JsonFields>,
+    /// The compiled `--nginx-log-format`, when given.
+    pub nginx: Option<NginxFormat>,
+}
+
+/// The format flags as given (`--format` and what each format needs).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FormatFlags {
+    /// The log format: auto (by each input's first bytes), csv, cloudfront, alibaba,
+    /// cloudflare, jsonl or nginx.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// `--origin-statuses` (a flag of its own, shared with CSV).
+    #[arg(skip)]
+    pub origin_statuses: Option<Vec<String>>,
+    /// With --format nginx: the log_format string exactly as in nginx.conf (`combined` is the
+    /// predefined one); it needs a time, a host and $upstream_bytes_received.
+    #[arg(long)]
+    pub nginx_log_format: Option<String>,
+    /// With --format jsonl: the key of the time.
+    #[arg(long)]
+    pub time_field: Option<String>,
+    /// With --format jsonl: the key of the domain.
+    #[arg(long)]
+    pub domain_field: Option<String>,
+    /// With --format jsonl: the key of the origin bytes.
+    #[arg(long)]
+    pub bytes_field: Option<String>,
+    /// With --format jsonl: the key of the scheme.
+    #[arg(long)]
+    pub scheme_field: Option<String>,
+    /// With --format jsonl: the key of the origin's HTTP status.
+    #[arg(long)]
+    pub status_field: Option<String>,
+    /// With --format jsonl: the key of the cache status (for --origin-statuses).
+    #[arg(long)]
+    pub cache_status_field: Option<String>,
+}
+
+impl FormatSpec {
+    /// Checks the flags: a known format, a usable `log_format`, the JSON fields together.
+    pub fn from_flags(f: &FormatFlags) -> Result<FormatSpec, String> {
+        use clap::ValueEnum;
+        let forced = match f.format.as_deref().map(str::trim) {
+            None | Some("auto") => None,
+            Some(name) => Some(Format::from_str(name, true).map_err(|_| {
+                format!("--format {name:?}: one of auto, csv, cloudfront, alibaba, cloudflare, jsonl, nginx")
+            })?),
+        };
+        let nginx = match &f.nginx_log_format {
+            Some(s) => {
+                Some(NginxFormat::compile(s).map_err(|e| format!("--nginx-log-format: {e}"))?)
+            }
+            None => None,
+        };
+        let json = match (&f.time_field, &f.domain_field, &f.bytes_field) {
+            (Some(t), Some(d), Some(b)) => Some(JsonFields {
+                time: t.clone(),
+                domain: d.clone(),
+                bytes: b.clone(),
+                scheme: f.scheme_field.clone(),
+                status: f.status_field.clone(),
+                cache_status: f.cache_status_field.clone(),
+            }),
+            (None, None, None) => None,
+            _ => return Err("--time-field, --domain-field and --bytes-field go together".into()),
+        };
+        Ok(FormatSpec {
+            forced,
+            origin: OriginRule::new(f.origin_statuses.as_deref()),
+            json,
+            nginx,
+        })
+    }
+
+    /// A reader for one input of a line format; `Err` says what flag it needs.
+    pub fn reader(&self, format: Format) -> Result<Box<dyn LineFormat>, String> {
+        let origin = self.origin.clone();
+        Ok(match format {
+            Format::Cloudfront => Box::new(Cloudfront::new(origin)),
+            Format::Alibaba => Box::new(Alibaba::new(origin)),
+            Format::Cloudflare => Box::new(Cloudflare::new(origin)),
+            Format::Jsonl => Box::new(Jsonl::new(
+                self.json
+                    .as_ref()
+                    .ok_or("--format jsonl needs --time-field, --domain-field and --bytes-field")?,
+                origin,
+            )),
+            Format::Nginx => Box::new(Nginx::new(
+                self.nginx
+                    .clone()
+                    .ok_or("--format nginx needs --nginx-log-format")?,
+                origin,
+            )),
+            Format::Csv => return Err("CSV is read by its own scanner".into()),
+        })
+    }
+}
+
+/// Where a feed stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// Bytes consumed: every complete line.
+    pub consumed: usize,
+    /// Physical lines consumed.
+    pub lines: u64,
+}
+
+/// Feeds every complete line of `buf` (at `eof` the last needs no newline) to `format` and the
+/// result to `agg`. `first_line` is the line number of `buf[0]`; a line longer than
+/// `max_line` bytes is rejected as too long.
+pub fn feed(
+    format: &mut dyn LineFormat,
+    time: &mut TimeParser,
+    buf: &[u8],
+    eof: bool,
+    first_line: u64,
+    max_line: usize,
+    agg: &mut Aggregator,
+) -> Fed {
+    let mut start = 0;
+    let mut line = first_line;
+    loop {
+        let end = match memchr::memchr(b'\n', &buf[start..]) {
+            Some(i) => start + i,
+            None if eof && start < buf.len() => buf.len(),
+            None => break,
+        };
+        let raw = &buf[start..end];
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        one(format, time, raw, line, max_line, agg);
+        line += 1;
+        start = (end + 1).min(buf.len());
+        if end == buf.len() {
+            break;
+        }
+    }
+    Fed {
+        consumed: start,
+        lines: line - first_line,
+    }
+}
+
+/// One line into the aggregator.
+pub fn one(
+    format: &mut dyn LineFormat,
+    time: &mut TimeParser,
+    raw: &[u8],
+    line: u64,
+    max_line: usize,
+    agg: &mut Aggregator,
+) {
+    if raw.len() > max_line {
+        return agg.bad_line(Reason::LineTooLong, line, raw);
+    }
+    match format.parse(raw, time) {
+        Line::Skip => {}
+        Line::Cached => agg.served_from_cache(),
+        Line::Bad(reason) => agg.bad_line(reason, line, raw),
+        Line::Fetch(p) => agg.fetch(
+            &Fetch {
+                minute: p.minute,
+                domain: &p.domain,
+                bytes: p.bytes,
+                https: p.https,
+                status: p.status,
+            },
+            line,
+            raw,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_is_fed_once_and_the_tail_waits_for_more() {
+        let f = NginxFormat::compile("[$time_iso8601] $host $upstream_bytes_received").unwrap();
+        let mut n = Nginx::new(f, OriginRule::default());
+        let mut agg = Aggregator::new(0, i64::MAX, true);
+        let mut t = TimeParser::default();
+        let buf = b"[2019-12-10T20:00:13Z] a.com 5\r\n\nnope\n[2019-12-10T20:01:13Z] b.com -\n[2019-12-10T20:02";
+        let fed = feed(&mut n, &mut t, buf, false, 1, 1 << 20, &mut agg);
+        assert_eq!(fed.lines, 4);
+        assert_eq!(&buf[fed.consumed..], b"[2019-12-10T20:02");
+        assert_eq!((agg.stats.accepted, agg.stats.cached), (1, 1));
+        assert_eq!(agg.rejects.counts[Reason::FormatMismatch.index()], 1);
+        let fed = feed(&mut n, &mut t, b"x 1", true, 5, 2, &mut agg);
+        assert_eq!(
+            fed,
+            Fed {
+                consumed: 3,
+                lines: 1
+            }
+        );
+        assert_eq!(agg.rejects.counts[Reason::LineTooLong.index()], 1);
+    }
+}
