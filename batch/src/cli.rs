@@ -46,6 +46,10 @@ pub enum Command {
         /// Where to write the ground truth (default: OUT.truth.csv beside OUT).
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// The log format: csv, cloudfront, alibaba, cloudflare, jsonl (keys ts, host, bytes,
+        /// scheme, status) or nginx (its log_format is printed).
+        #[arg(long, value_enum, default_value_t = crate::formats::Format::Csv)]
+        format: crate::formats::Format,
     },
     /// Print one (domain, day) as CSV: minute,bytes,requests.
     Inspect {

@@ -1,4 +1,7 @@
-//! `gen-logs`: realistic synthetic origin-fetch logs, one file per hour, with their ground truth.
+//! `gen-logs`: realistic synthetic logs in any format, one file per hour, with their ground
+//! truth (`OUT.truth.csv`: bytes per domain and minute; `OUT.truth.measures.csv`: bytes, HTTPS
+//! bytes, origin requests and requests per status code). Edge formats get requests served
+//! from cache too, which are not in the truth.
 //!
 //! Domains follow a Zipf law, traffic a day's curve, bytes a lognormal; times are in order with
 //! a few seconds of jitter, and a few lines arrive hours late. About 1% of URIs are quoted with
@@ -17,6 +20,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+
+use crate::formats::Format;
+use crate::genformats::{self, Request};
 
 /// The header every generated file starts with.
 pub const HEADER: &str =
@@ -43,6 +49,8 @@ pub struct GenOptions {
     pub files: usize,
     /// Ground truth path (default: beside `out`).
     pub truth: Option<PathBuf>,
+    /// The log format to write.
+    pub format: Format,
 }
 
 /// What `gen-logs` wrote.
@@ -116,14 +124,14 @@ pub fn generate(opts: &GenOptions) -> io::Result<GenReport> {
         .into_par_iter()
         .map(|i| write_file(opts, &names, i, rows[i]))
         .collect();
-    let mut truth: BTreeMap<(u32, i64), u64> = BTreeMap::new();
+    let mut truth: FileTruth = BTreeMap::new();
     let (mut bytes, mut bad) = (0u64, 0u64);
     for r in results {
         let (b, nbad, t) = r?;
         bytes += b;
         bad += nbad;
         for (k, v) in t {
-            *truth.entry(k).or_default() += v;
+            truth.entry(k).or_default().add(v);
         }
     }
     let truth_path = opts.truth.clone().unwrap_or_else(|| {
@@ -132,13 +140,28 @@ pub fn generate(opts: &GenOptions) -> io::Result<GenReport> {
         PathBuf::from(p)
     });
     let mut w = BufWriter::new(std::fs::File::create(&truth_path)?);
+    // The measures beside the bytes: OUT.truth.csv gives OUT.truth.measures.csv.
+    let measures_path = truth_path.with_extension("measures.csv");
+    let mut mw = BufWriter::new(std::fs::File::create(&measures_path)?);
     writeln!(w, "domain,minute,bytes")?;
+    writeln!(mw, "domain,minute,bytes,https,requests,statuses")?;
     let mut sorted: Vec<_> = truth.into_iter().collect();
     sorted.sort_by(|a, b| (&names[a.0.0 as usize], a.0.1).cmp(&(&names[b.0.0 as usize], b.0.1)));
     for ((d, m), v) in sorted {
-        writeln!(w, "{},{},{v}", names[d as usize], Minute(m))?;
+        let (name, minute) = (&names[d as usize], Minute(m));
+        writeln!(w, "{name},{minute},{}", v.bytes)?;
+        let codes: Vec<String> = v.statuses.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        writeln!(
+            mw,
+            "{name},{minute},{},{},{},{}",
+            v.bytes,
+            v.https,
+            v.requests,
+            codes.join(" ")
+        )?;
     }
     w.flush()?;
+    mw.flush()?;
     Ok(GenReport {
         files: opts.files,
         rows: opts.rows,
@@ -148,7 +171,31 @@ pub fn generate(opts: &GenOptions) -> io::Result<GenReport> {
     })
 }
 
-type FileTruth = BTreeMap<(u32, i64), u64>;
+/// Per (domain, minute): origin bytes, HTTPS bytes, origin requests, requests per status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Measures {
+    /// Origin bytes.
+    pub bytes: u64,
+    /// Of which over HTTPS.
+    pub https: u64,
+    /// Origin requests.
+    pub requests: u64,
+    /// Requests per origin status code.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl Measures {
+    fn add(&mut self, other: Measures) {
+        self.bytes += other.bytes;
+        self.https += other.https;
+        self.requests += other.requests;
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+    }
+}
+
+type FileTruth = BTreeMap<(u32, i64), Measures>;
 
 fn write_file(
     opts: &GenOptions,
@@ -160,11 +207,14 @@ fn write_file(
         StdRng::seed_from_u64(opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
     let span_ms = 86_400_000 / opts.files as i64;
     let start_ms = opts.day.first_minute().unix_seconds() * 1000 + index as i64 * span_ms;
-    let ext = if opts.gzip { "csv.gz" } else { "csv" };
     let hour = index * 24 / opts.files;
-    let path = opts
-        .out
-        .join(format!("{}T{hour:02}-{index:03}.{ext}", opts.day));
+    let path = opts.out.join(genformats::file_name(
+        opts.format,
+        opts.day,
+        hour,
+        index,
+        opts.gzip,
+    ));
     let file = std::fs::File::create(&path)?;
     let mut out: Box<dyn Write> = if opts.gzip {
         Box::new(BufWriter::with_capacity(
@@ -174,7 +224,7 @@ fn write_file(
     } else {
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
-    writeln!(out, "{HEADER}")?;
+    out.write_all(genformats::file_head(opts.format).as_bytes())?;
     let zipf = Zipf::new(names.len() as f64, 1.1).map_err(|e| io::Error::other(e.to_string()))?;
     let size = LogNormal::new(8.5, 1.8).map_err(|e| io::Error::other(e.to_string()))?;
     // Times in order within the span, then a few seconds of jitter.
@@ -183,7 +233,8 @@ fn write_file(
     let mut truth = FileTruth::new();
     let mut bad = 0u64;
     let mut line = Vec::with_capacity(256);
-    for t in times {
+    for (n, t) in times.into_iter().enumerate() {
+        let n = n as u64;
         let mut ms = start_ms + t + rng.random_range(-2000..=2000);
         if rng.random_bool(0.001) {
             ms -= rng.random_range(1..=6) * 3_600_000;
@@ -206,26 +257,32 @@ fn write_file(
         } else {
             (size.sample(&mut rng) as u64).min(1 << 36)
         };
-        line.clear();
-        push_time(&mut line, ms);
-        line.push(b',');
-        if rng.random_bool(0.01) {
-            line.extend(
-                names[d]
-                    .chars()
-                    .map(|c| {
-                        if rng.random_bool(0.5) {
-                            c.to_ascii_uppercase()
-                        } else {
-                            c
-                        }
-                    })
-                    .map(|c| c as u8),
-            );
+        // No draws for CSV, so its files stay what they were for a seed.
+        let https = opts.format != Format::Csv && rng.random_bool(0.7);
+        // Edge logs have a line per client request: most were served from cache.
+        let origin = match opts.format {
+            Format::Csv | Format::Jsonl => true,
+            Format::Nginx => rng.random_bool(0.85),
+            _ => rng.random_bool(0.75),
+        };
+        let mixed;
+        let domain = if rng.random_bool(0.01) {
+            mixed = names[d]
+                .chars()
+                .map(|c| {
+                    if rng.random_bool(0.5) {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>();
+            &mixed
         } else {
-            line.extend_from_slice(names[d].as_bytes());
-        }
-        let uri = match rng.random_range(0..1000) {
+            &names[d]
+        };
+        let quoted = rng.random_range(0..1000);
+        let uri = match quoted {
             0..=9 => format!("\"/search?q=a,b,{}&tags=x,y\"", rng.random_range(0..10_000)),
             10 => format!(
                 "\"/say?w=\"\"hi, there\"\"&n={}\"",
@@ -238,19 +295,63 @@ fn write_file(
                 rng.random_range(0..9)
             ),
         };
-        write!(
-            line,
-            ",10.{}.{}.{},{method},{uri},{status},{bytes},{},{},{:032x}",
-            rng.random_range(0..256),
-            rng.random_range(0..256),
-            rng.random_range(1..255),
-            rng.random_range(1..3000),
-            ["MISS", "EXPIRED", "REFRESH_MISS", "BYPASS"][rng.random_range(0..4)],
-            rng.random::<u128>()
-        )?;
-        line.push(b'\n');
+        line.clear();
+        if opts.format == Format::Csv {
+            push_time(&mut line, ms);
+            line.push(b',');
+            line.extend_from_slice(domain.as_bytes());
+            write!(
+                line,
+                ",10.{}.{}.{},{method},{uri},{status},{bytes},{},{},{:032x}",
+                rng.random_range(0..256),
+                rng.random_range(0..256),
+                rng.random_range(1..255),
+                rng.random_range(1..3000),
+                ["MISS", "EXPIRED", "REFRESH_MISS", "BYPASS"][rng.random_range(0..4)],
+                rng.random::<u128>()
+            )?;
+            line.push(b'\n');
+        } else {
+            // Two tries of the origin now and then: a 502, then the answer.
+            let upstreams: Vec<(u16, u64)> = if rng.random_bool(0.05) && bytes > 1 {
+                let first = bytes / 3;
+                vec![(502, first), (status, bytes - first)]
+            } else {
+                vec![(status, bytes)]
+            };
+            let plain_uri = if quoted <= 10 {
+                "/search?q=a%2Cb"
+            } else {
+                uri.as_str()
+            };
+            let r = Request {
+                ms,
+                domain,
+                method,
+                uri: plain_uri,
+                status,
+                bytes,
+                https,
+                origin,
+                upstreams: &upstreams,
+                ip: [rng.random(), rng.random(), rng.random_range(1..255)],
+                id: rng.random(),
+                file: index,
+                line: n,
+                lines: rows,
+            };
+            genformats::write_line(opts.format, &r, &mut line)?;
+        }
         out.write_all(&line)?;
-        *truth.entry((d as u32, ms.div_euclid(60_000))).or_default() += bytes;
+        if origin {
+            let m = truth.entry((d as u32, ms.div_euclid(60_000))).or_default();
+            m.bytes += bytes;
+            m.requests += 1;
+            if https {
+                m.https += bytes;
+            }
+            *m.statuses.entry(status).or_default() += 1;
+        }
         if opts.bad_ratio > 0.0 && rng.random_bool(opts.bad_ratio.min(1.0)) {
             let junk = match rng.random_range(0..5) {
                 0 => format!("not-a-time,{},x,GET,/,200,10,1,MISS,r\n", names[d]),

@@ -18,6 +18,7 @@ pub mod failpoint;
 pub mod fields;
 pub mod follow;
 pub mod formats;
+pub mod genformats;
 pub mod genlogs;
 pub mod header;
 pub mod input;

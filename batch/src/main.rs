@@ -186,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bad_ratio,
             files,
             truth,
+            format,
         } => {
             let day = srctraffic::Day::parse(&day)
                 .with_context(|| format!("--day must be YYYY-MM-DD, got {day:?}"))?;
@@ -199,9 +200,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bad_ratio,
                 files,
                 truth,
+                format,
             };
             let report = genlogs::generate(&opts).context("generating logs")?;
             say(&report)?;
+            match format {
+                srctraffic_batch::formats::Format::Nginx => say(format!(
+                    "read with: --format nginx --nginx-log-format '{}'",
+                    srctraffic_batch::genformats::NGINX_LOG_FORMAT
+                ))?,
+                srctraffic_batch::formats::Format::Jsonl => {
+                    let flags: Vec<String> = srctraffic_batch::genformats::JSONL_KEYS
+                        .iter()
+                        .map(|(f, k)| format!("{f} {k}"))
+                        .collect();
+                    say(format!("read with: --format jsonl {}", flags.join(" ")))?
+                }
+                _ => {}
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect {

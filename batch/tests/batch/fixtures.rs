@@ -1,10 +1,6 @@
 //! Deliberately broken inputs: each gives its documented result and never stops the others.
 
 use crate::helpers::*;
-use srctraffic::Minute;
-use srctraffic::published;
-use srctraffic::store::LocalStore;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 fn expected_good_totals() -> Totals {
@@ -144,37 +140,6 @@ async fn a_header_only_or_empty_file_commits_nothing_and_fails_nothing() {
     assert_ok(&out);
     assert!(stdout(&out).contains("0 counted"), "{}", stdout(&out));
     assert!(store_totals(&store).await.is_empty());
-}
-
-/// Per (domain, minute): bytes, HTTPS bytes, requests, and requests per status code.
-type Measures = BTreeMap<(String, String), (u64, u64, u64, Vec<(u16, u64)>)>;
-
-async fn store_measures(store: &Path) -> Measures {
-    let store = LocalStore::open(store).unwrap();
-    let mut wanted = Vec::new();
-    for day in published::days(&store).await.unwrap() {
-        for d in published::domains_of_day(&store, day).await.unwrap() {
-            wanted.push((d, day));
-        }
-    }
-    let (_, cells) = published::read_cells(&store, &wanted).await.unwrap();
-    let mut out = Measures::new();
-    for b in cells.into_iter().flatten() {
-        let first = b.day.first_minute().0;
-        for i in (0..1440).filter(|&i| b.requests[i] > 0) {
-            let codes = b
-                .statuses
-                .iter()
-                .filter(|s| usize::from(s.minute) == i)
-                .map(|s| (s.code, s.count))
-                .collect();
-            out.insert(
-                (b.domain.to_string(), Minute(first + i as i64).to_string()),
-                (b.minutes[i], b.https[i], b.requests[i], codes),
-            );
-        }
-    }
-    out
 }
 
 #[tokio::test]

@@ -272,3 +272,61 @@ pub async fn api_totals(
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Per (domain, minute): bytes, HTTPS bytes, requests, and requests per status code.
+pub type Measures = BTreeMap<(String, String), (u64, u64, u64, Vec<(u16, u64)>)>;
+
+pub async fn store_measures(store: &Path) -> Measures {
+    let store = LocalStore::open(store).unwrap();
+    let mut wanted = Vec::new();
+    for day in published::days(&store).await.unwrap() {
+        for d in published::domains_of_day(&store, day).await.unwrap() {
+            wanted.push((d, day));
+        }
+    }
+    let (_, cells) = published::read_cells(&store, &wanted).await.unwrap();
+    let mut out = Measures::new();
+    for b in cells.into_iter().flatten() {
+        let first = b.day.first_minute().0;
+        for i in (0..1440).filter(|&i| b.requests[i] > 0) {
+            let codes = b
+                .statuses
+                .iter()
+                .filter(|s| usize::from(s.minute) == i)
+                .map(|s| (s.code, s.count))
+                .collect();
+            out.insert(
+                (b.domain.to_string(), Minute(first + i as i64).to_string()),
+                (b.minutes[i], b.https[i], b.requests[i], codes),
+            );
+        }
+    }
+    out
+}
+
+/// The measures `gen-logs` wrote beside its truth (`OUT.truth.measures.csv`).
+pub fn read_measures(path: &Path) -> Measures {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let codes = f[5]
+                .split_whitespace()
+                .map(|c| {
+                    let (code, n) = c.split_once(':').unwrap();
+                    (code.parse().unwrap(), n.parse().unwrap())
+                })
+                .collect();
+            (
+                (f[0].to_string(), f[1].to_string()),
+                (
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                    f[4].parse().unwrap(),
+                    codes,
+                ),
+            )
+        })
+        .collect()
+}
