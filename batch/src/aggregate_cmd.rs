@@ -102,7 +102,8 @@ pub enum AggregateError {
     },
 }
 
-/// Runs `aggregate` against a store.
+/// Runs `aggregate` against a store: recover, find, identify, claim, read, check, seal,
+/// publish, compact, each phase timed in the summary.
 ///
 /// `rt` is the runtime the store was opened on; store calls run there while rayon reads.
 pub fn run(
@@ -119,6 +120,107 @@ pub fn run(
     summary.objects_written += recovered.objects;
     summary.stuck_runs = recovered.stuck;
 
+    let (inputs, s3) = find(rt, opts, &mut summary)?;
+    let mut phase = Phase::start();
+    let host = ledger.world().host();
+    let identified = identify(rt, store.as_ref(), &host, opts, &inputs, &mut summary)?;
+    phase.lap(&mut summary, "identify");
+    // Shared with the heartbeat that keeps the claims alive while reading.
+    let run = Arc::new(rt.block_on(ledger.begin())?);
+    let Claimed {
+        mine,
+        mine_stats,
+        mut to_cache,
+    } = claim(rt, &ledger, &run, identified, &mut summary)?;
+    let now = opts.clock.now_unix();
+    let read_inputs: Vec<Input> = mine.iter().map(|(i, _)| i.clone()).collect();
+    phase.lap(&mut summary, "claim");
+    let result = read_claimed(rt, &ledger, &run, &read_inputs, opts, s3, now)?;
+    phase.lap(&mut summary, "read");
+
+    let checked = match check(
+        result,
+        &read_inputs,
+        &mine,
+        &mine_stats,
+        opts,
+        &mut summary,
+        now,
+    ) {
+        Ok(c) => c,
+        // Too many bad lines, or a minute past 2^64 - 1: the run gives its claims up.
+        Err(e @ (AggregateError::TooManyBad { .. } | AggregateError::Overflow { .. })) => {
+            rt.block_on(ledger.abort(&run))?;
+            return Err(match e {
+                AggregateError::TooManyBad {
+                    rejected,
+                    records,
+                    ratio,
+                    max,
+                    ..
+                } => {
+                    summary.elapsed = started.elapsed();
+                    AggregateError::TooManyBad {
+                        rejected,
+                        records,
+                        ratio,
+                        max,
+                        summary: Box::new(summary),
+                    }
+                }
+                other => other,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    phase.lap(&mut summary, "check");
+    summary.days = {
+        let mut d: Vec<_> = checked.cells.iter().map(|c| c.day).collect();
+        d.dedup();
+        d.len()
+    };
+    summary.segments_written = summary.days;
+    rt.block_on(ledger.seal(&run, checked.ids, checked.max_minute, checked.cells))?;
+    failpoint::hit("sealed");
+    phase.lap(&mut summary, "seal");
+    let finished = rt.block_on(ledger.finish_own(&run))?;
+    phase.lap(&mut summary, "publish");
+    summary.objects_written += finished.objects;
+    let mut touched = finished.days;
+    touched.extend(recovered.days.iter().copied());
+    compact_touched(rt, &ledger, &touched, opts, now, &mut summary);
+    phase.lap(&mut summary, "compact");
+    to_cache.extend(checked.stats);
+    // Only an economy: a cache that cannot be written means rehashing next time.
+    if let Err(e) = rt.block_on(StatCache::record(store.as_ref(), &host, &to_cache)) {
+        tracing::warn!("the stat cache could not be written: {e}");
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Times the phases of a run.
+struct Phase(Instant);
+
+impl Phase {
+    fn start() -> Phase {
+        Phase(Instant::now())
+    }
+
+    /// Records the phase that just ended and starts the next.
+    fn lap(&mut self, summary: &mut Summary, name: &'static str) {
+        summary.phases.push((name, self.0.elapsed()));
+        self.0 = Instant::now();
+    }
+}
+
+/// Lists the inputs: local files and directories, then S3 prefixes (with the client that reads
+/// them); files still being written are left for later.
+fn find(
+    rt: &tokio::runtime::Runtime,
+    opts: &AggregateOptions,
+    summary: &mut Summary,
+) -> Result<(Vec<Input>, Option<S3Reader>), AggregateError> {
     let names = match opts.formats.forced {
         Some(crate::formats::Format::Csv) => input::Names::Csv,
         _ => input::Names::Every,
@@ -147,12 +249,29 @@ pub fn run(
         })
     };
     summary.files = inputs.len();
-    let phase = Instant::now();
-    let host = ledger.world().host();
+    Ok((inputs, s3))
+}
+
+/// Inputs to claim, by content, and what the stat cache already knew.
+struct Identified<'a> {
+    /// (input, identity, stat) of each content, by its first path.
+    wanted: Vec<(&'a Input, String, LocalStat)>,
+}
+
+/// Identifies each input by content (a local file committed before and unchanged since, by the
+/// stat cache, is not read at all); one content reached by several paths is one input.
+fn identify<'a>(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    host: &str,
+    opts: &AggregateOptions,
+    inputs: &'a [Input],
+    summary: &mut Summary,
+) -> Result<Identified<'a>, AggregateError> {
     let cache = if opts.verify {
         StatCache::default()
     } else {
-        rt.block_on(StatCache::load(store.as_ref(), &host))
+        rt.block_on(StatCache::load(store, host))
             .map_err(CommitError::from)?
     };
     let stats: Vec<LocalStat> = inputs
@@ -176,20 +295,11 @@ pub fn run(
             Some(i.identity().map_err(|e| e.to_string()))
         })
         .collect();
-    drop(cache);
-
-    summary.phases.push(("identify", phase.elapsed()));
-    let phase = Instant::now();
-    let run = rt.block_on(ledger.begin())?;
-    let mut mine: Vec<(Input, String)> = Vec::new();
-    let mut mine_stats: Vec<LocalStat> = Vec::new();
-    let mut wanted: Vec<(&Input, String, &LocalStat)> = Vec::new();
-    // Committed files this run learnt the identity of, for the stat cache.
-    let mut to_cache: Vec<(String, CacheEntry)> = Vec::new();
+    let mut wanted = Vec::new();
     // One content is one input, however many paths reach it (a copy, a hard link, a file
     // named twice): the first path in sorted order reads it, the others are reported.
     let mut first_path: rustc_hash::FxHashMap<String, String> = Default::default();
-    for ((input, id), stat) in inputs.iter().zip(identities).zip(&stats) {
+    for ((input, id), stat) in inputs.iter().zip(identities).zip(stats) {
         match id {
             None => summary.unchanged += 1,
             Some(Ok(id)) => match first_path.entry(id.clone()) {
@@ -204,29 +314,67 @@ pub fn run(
             Some(Err(e)) => summary.unreadable.push((input.display(), e)),
         }
     }
-    let asks: Vec<(String, String)> = wanted
+    Ok(Identified { wanted })
+}
+
+/// What this run claimed.
+struct Claimed {
+    /// Inputs to read, with their identities.
+    mine: Vec<(Input, String)>,
+    /// Their stats, for the stat cache once committed.
+    mine_stats: Vec<LocalStat>,
+    /// Inputs found committed already, for the stat cache.
+    to_cache: Vec<(String, CacheEntry)>,
+}
+
+/// Claims each wanted input for this run, in one round of the ledger.
+fn claim(
+    rt: &tokio::runtime::Runtime,
+    ledger: &Ledger,
+    run: &crate::commit::Run,
+    identified: Identified<'_>,
+    summary: &mut Summary,
+) -> Result<Claimed, AggregateError> {
+    let asks: Vec<(String, String)> = identified
+        .wanted
         .iter()
         .map(|(i, id, _)| (id.clone(), i.display()))
         .collect();
-    let claims = rt.block_on(ledger.claim_all(&run, &asks))?;
-    for ((input, id, stat), claim) in wanted.into_iter().zip(claims) {
+    let claims = rt.block_on(ledger.claim_all(run, &asks))?;
+    let mut out = Claimed {
+        mine: Vec::new(),
+        mine_stats: Vec::new(),
+        to_cache: Vec::new(),
+    };
+    for ((input, id, stat), claim) in identified.wanted.into_iter().zip(claims) {
         match claim {
             Claim::Mine => {
-                mine.push((input.clone(), id));
-                mine_stats.push(stat.clone());
+                out.mine.push((input.clone(), id));
+                out.mine_stats.push(stat);
             }
             Claim::Committed => {
                 summary.already_committed += 1;
-                to_cache.extend(cache_entry(stat, &id));
+                out.to_cache.extend(cache_entry(&stat, &id));
             }
             Claim::Busy(other) => summary.busy.push((input.display(), other)),
         }
         failpoint::hit("claim");
     }
+    Ok(out)
+}
 
-    // Keep the claims alive while reading.
+/// Reads the claimed inputs while a heartbeat keeps the claims alive; fails if another run
+/// took them over meanwhile.
+fn read_claimed(
+    rt: &tokio::runtime::Runtime,
+    ledger: &Ledger,
+    run: &Arc<crate::commit::Run>,
+    inputs: &[Input],
+    opts: &AggregateOptions,
+    s3: Option<S3Reader>,
+    now: i64,
+) -> Result<read::ReadResult, AggregateError> {
     let lost = Arc::new(AtomicBool::new(false));
-    let run = Arc::new(run);
     let beat = {
         let (ledger, lost, run) = (ledger.clone(), lost.clone(), run.clone());
         let every = (opts.lease / 4).max(Duration::from_millis(100));
@@ -240,11 +388,8 @@ pub fn run(
             }
         })
     };
-
-    let read_inputs: Vec<Input> = mine.iter().map(|(i, _)| i.clone()).collect();
-    let total: u64 = read_inputs.iter().map(|i| i.size).sum();
+    let total: u64 = inputs.iter().map(|i| i.size).sum();
     let bar = progress_bar(opts.progress, total);
-    let now = opts.clock.now_unix();
     let read_opts = ReadOptions {
         columns: opts.columns.clone(),
         floor_day: now.div_euclid(86_400) - RETENTION_DAYS,
@@ -256,20 +401,41 @@ pub fn run(
         keep_all_rejects: opts.rejects.is_some(),
         s3,
     };
-    summary.phases.push(("claim", phase.elapsed()));
-    let phase = Instant::now();
-    let result = read::read_all(&read_inputs, &read_opts, &bar);
-    summary.phases.push(("read", phase.elapsed()));
-    let phase = Instant::now();
+    let result = read::read_all(inputs, &read_opts, &bar);
     bar.finish_and_clear();
     beat.abort();
     if lost.load(Ordering::SeqCst) {
         return Err(CommitError::LostLease(run.id).into());
     }
+    Ok(result)
+}
 
+/// A read that passed its checks, ready to seal.
+struct Checked {
+    /// The cells, encoded, by (day, domain).
+    cells: Vec<srctraffic::segment::Cell>,
+    /// Identities of the inputs counted.
+    ids: Vec<String>,
+    /// Their stats, for the stat cache.
+    stats: Vec<(String, CacheEntry)>,
+    /// The latest minute counted, never past now.
+    max_minute: Option<i64>,
+}
+
+/// Fills the summary from the read, writes the rejects file, and refuses a read with too many
+/// bad lines or an overflowing minute (the caller aborts the run then).
+fn check(
+    result: read::ReadResult,
+    read_inputs: &[Input],
+    mine: &[(Input, String)],
+    mine_stats: &[LocalStat],
+    opts: &AggregateOptions,
+    summary: &mut Summary,
+    now: i64,
+) -> Result<Checked, AggregateError> {
     let mut agg = result.agg;
     summary.read_files = read_inputs.len();
-    summary.input_bytes = total;
+    summary.input_bytes = read_inputs.iter().map(|i| i.size).sum();
     summary.records = agg.stats.records;
     summary.accepted = agg.stats.accepted;
     summary.expired = agg.stats.expired;
@@ -299,9 +465,9 @@ pub fn run(
             )
         })
         .collect();
-    let mut counted_ids = Vec::new();
-    let mut counted_stats = Vec::new();
-    for (((input, id), report), stat) in mine.iter().zip(&result.files).zip(&mine_stats) {
+    let mut ids = Vec::new();
+    let mut stats = Vec::new();
+    for (((input, id), report), stat) in mine.iter().zip(&result.files).zip(mine_stats) {
         if let Some(e) = &report.error {
             summary.unreadable.push((input.display(), e.clone()));
         } else {
@@ -316,14 +482,13 @@ pub fn run(
             if let Some(format) = report.format {
                 *summary.formats.entry(format.name()).or_default() += 1;
             }
-            counted_ids.push(id.clone());
-            counted_stats.extend(cache_entry(stat, id));
+            ids.push(id.clone());
+            stats.extend(cache_entry(stat, id));
         }
         summary.lines += report.lines;
     }
-
     if let Some(path) = &opts.rejects {
-        write_rejects(path, &read_inputs, &agg.rejects).map_err(|source| {
+        write_rejects(path, read_inputs, &agg.rejects).map_err(|source| {
             AggregateError::Rejects {
                 path: path.display().to_string(),
                 source,
@@ -331,7 +496,6 @@ pub fn run(
         })?;
         summary.rejects_not_written = agg.rejects.not_kept;
     }
-
     let rejected = agg.rejects.total();
     let ratio = if agg.stats.records == 0 {
         0.0
@@ -339,19 +503,15 @@ pub fn run(
         rejected as f64 / agg.stats.records as f64
     };
     if ratio > opts.max_bad_ratio {
-        rt.block_on(ledger.abort(&run))?;
-        summary.elapsed = started.elapsed();
         return Err(AggregateError::TooManyBad {
             rejected,
             records: agg.stats.records,
             ratio,
             max: opts.max_bad_ratio,
-            summary: Box::new(summary),
+            summary: Box::default(),
         });
     }
-
     if let Some((domain, minute)) = agg.stats.overflow.take() {
-        rt.block_on(ledger.abort(&run))?;
         return Err(AggregateError::Overflow {
             domain: domain.to_string(),
             minute: srctraffic::Minute(minute).to_string(),
@@ -359,33 +519,30 @@ pub fn run(
     }
     // Lines a little past now still count, but "known up to" never passes now.
     let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
-    let cells = agg.into_encoded();
-    summary.phases.push(("check", phase.elapsed()));
-    let phase = Instant::now();
-    summary.days = {
-        let mut d: Vec<_> = cells.iter().map(|c| c.day).collect();
-        d.dedup();
-        d.len()
-    };
-    summary.segments_written = summary.days;
-    rt.block_on(ledger.seal(&run, counted_ids, max_minute, cells))?;
-    failpoint::hit("sealed");
-    summary.phases.push(("seal", phase.elapsed()));
-    let phase = Instant::now();
-    let finished = rt.block_on(ledger.finish_own(&run))?;
-    summary.phases.push(("publish", phase.elapsed()));
-    summary.objects_written += finished.objects;
-    let phase = Instant::now();
-    let mut touched = finished.days;
-    touched.extend(recovered.days.iter().copied());
+    Ok(Checked {
+        cells: agg.into_encoded(),
+        ids,
+        stats,
+        max_minute,
+    })
+}
+
+/// The run's share of compaction. The run is committed: a compaction that fails leaves its
+/// segments pending (answers stay right) and is reported, not turned into a failed run.
+fn compact_touched(
+    rt: &tokio::runtime::Runtime,
+    ledger: &Ledger,
+    touched: &[srctraffic::Day],
+    opts: &AggregateOptions,
+    now: i64,
+    summary: &mut Summary,
+) {
     let policy = compact::Policy {
         after: opts.compact_after,
         limit: COMPACTIONS_PER_RUN,
         now,
     };
-    // The run is committed: a compaction that fails leaves its segments pending (answers stay
-    // right) and is reported, not turned into a failed run.
-    match rt.block_on(compact::compact_if_due(&ledger, &touched, &policy)) {
+    match rt.block_on(compact::compact_if_due(ledger, touched, &policy)) {
         Ok(compacted) => {
             summary.compacted_segments = compacted.segments;
             summary.objects_written += compacted.objects;
@@ -395,14 +552,6 @@ pub fn run(
             summary.compaction_failed = Some(e.to_string());
         }
     }
-    summary.phases.push(("compact", phase.elapsed()));
-    to_cache.extend(counted_stats);
-    // Only an economy: a cache that cannot be written means rehashing next time.
-    if let Err(e) = rt.block_on(StatCache::record(store.as_ref(), &host, &to_cache)) {
-        tracing::warn!("the stat cache could not be written: {e}");
-    }
-    summary.elapsed = started.elapsed();
-    Ok(summary)
 }
 
 /// Whether a local file has not been modified for `settle`; S3 objects are always whole.
