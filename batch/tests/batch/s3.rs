@@ -230,3 +230,80 @@ async fn range_reads_on_s3_return_just_those_bytes() {
     assert!(range(200_000, 10).await.unwrap().unwrap().is_empty());
     assert_eq!(store.get_range("meta/none", 0, 10).await.unwrap(), None);
 }
+
+/// A real CDN format through S3: Cloudflare Logpush objects (gzip'd, no `.csv` in their names)
+/// listed under a prefix, found by content, and answered as their truth says; a replay reads
+/// nothing.
+#[tokio::test]
+async fn cloudflare_objects_under_a_prefix_are_found_by_content_and_counted_once() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let made = bin()
+        .args([
+            "gen-logs",
+            "--day",
+            "2019-12-10",
+            "--seed",
+            "9",
+            "--domains",
+            "15",
+        ])
+        .args([
+            "--rows",
+            "8000",
+            "--files",
+            "3",
+            "--format",
+            "cloudflare",
+            "--gzip",
+        ])
+        .arg("--out")
+        .arg(&logs)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let truth = read_truth(&dir.path().join("logs.truth.csv"));
+    let uploads = TestStore::s3(&server);
+    let up = uploads.open().await;
+    for e in std::fs::read_dir(&logs).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        up.put(
+            &format!("logpush/{name}"),
+            std::fs::read(&p).unwrap(),
+            srctraffic::store::Precondition::None,
+        )
+        .await
+        .unwrap();
+    }
+    let input = format!("{}/logpush/", uploads.spec);
+    let store = TestStore::s3(&server);
+    let run = || {
+        store
+            .command()
+            .args(["aggregate", "--now", NOW, "--store", &store.spec, &input])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("3 found, 3 read") && text.contains("formats    cloudflare 3"),
+        "{text}"
+    );
+    assert_eq!(store_totals(&store).await, truth);
+    let again = run();
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("0 read, 3 already committed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(store_totals(&store).await, truth);
+}
