@@ -15,7 +15,6 @@ use srctraffic::Clock;
 use srctraffic::api::request::RETENTION_DAYS;
 use srctraffic::store::Patience;
 use srctraffic::store::Store;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -600,15 +599,18 @@ fn write_rejects(
     inputs: &[Input],
     rejects: &crate::rejects::Rejects,
 ) -> std::io::Result<()> {
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(w, "file,line,reason,text")?;
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record(["file", "line", "reason", "text"])?;
     for r in &rejects.kept {
         let line = match r.at {
             Position::Line(l) | Position::Offset(l) => l,
         };
-        let text = r.text.replace('"', "\"\"");
-        let file = inputs[r.file as usize].display().replace('"', "\"\"");
-        writeln!(w, "\"{file}\",{line},{},\"{text}\"", r.reason)?;
+        w.write_record([
+            inputs[r.file as usize].display().as_str(),
+            line.to_string().as_str(),
+            r.reason.name(),
+            r.text.as_str(),
+        ])?;
     }
     w.flush()
 }

@@ -28,6 +28,16 @@ pub enum OpsError {
     },
 }
 
+impl From<csv::Error> for OpsError {
+    fn from(e: csv::Error) -> OpsError {
+        // Keep the I/O error itself, so that a closed pipe is still recognised as one.
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => OpsError::Io(io),
+            other => OpsError::Io(std::io::Error::other(format!("{other:?}"))),
+        }
+    }
+}
+
 /// A closed pipe on output (`... | head`) ends the output early, which is no failure.
 pub fn unless_closed_pipe(r: Result<(), OpsError>) -> Result<(), OpsError> {
     match r {
@@ -56,7 +66,8 @@ pub async fn inspect(
             day: day.to_string(),
         });
     };
-    writeln!(out, "minute,bytes,requests")?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["minute", "bytes", "requests"])?;
     let first = day.first_minute().0;
     for (i, (b, r)) in bucket
         .minutes
@@ -65,9 +76,11 @@ pub async fn inspect(
         .enumerate()
     {
         if !nonzero || *b > 0 {
-            writeln!(out, "{},{b},{r}", srctraffic::Minute(first + i as i64))?;
+            let minute = srctraffic::Minute(first + i as i64).to_string();
+            w.write_record([minute, b.to_string(), r.to_string()])?;
         }
     }
+    w.flush()?;
     Ok(())
 }
 
@@ -82,7 +95,8 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsE
         }
     }
     cells.sort();
-    writeln!(out, "domain,minute,bytes")?;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["domain", "minute", "bytes"])?;
     let mut rows = 0;
     // A day's worth of domains at a time: bounded memory, few round trips.
     for chunk in cells.chunks(256) {
@@ -90,16 +104,13 @@ pub async fn export(store: &dyn Store, out: &mut impl Write) -> Result<u64, OpsE
         for b in buckets.into_iter().flatten() {
             let first = b.day.first_minute().0;
             for (i, v) in b.minutes.iter().enumerate().filter(|(_, v)| **v > 0) {
-                writeln!(
-                    out,
-                    "{},{},{v}",
-                    b.domain,
-                    srctraffic::Minute(first + i as i64)
-                )?;
+                let minute = srctraffic::Minute(first + i as i64).to_string();
+                w.write_record([b.domain.as_str(), minute.as_str(), v.to_string().as_str()])?;
                 rows += 1;
             }
         }
     }
+    w.flush()?;
     Ok(rows)
 }
 
