@@ -105,12 +105,26 @@ fn is_store_root(dir: &Path) -> bool {
     dir.join("ledger").is_dir() && dir.join("meta").is_dir()
 }
 
-/// Whether an object key is part of a store under the listed prefix.
-fn is_store_key(key: &str) -> bool {
-    key.split('/')
-        .any(|seg| seg == "ledger" || seg == "meta" || seg == "segments")
-        || key.ends_with(".bkt")
-        || key.ends_with(".seg")
+/// Leaves out the objects of any store listed among `keys` (everything below a prefix that
+/// holds a store's manifest), so a store kept under the logs' prefix is never read as logs,
+/// while a log folder that merely shares a name with a store's (`meta/`, `ledger/`) is.
+fn without_stores(inputs: &mut Vec<Input>) {
+    const MANIFEST: &str = "meta/manifest.json";
+    let key_of = |i: &Input| match &i.source {
+        Source::S3 { key, .. } => Some(key.clone()),
+        Source::File(_) => None,
+    };
+    let roots: Vec<String> = inputs
+        .iter()
+        .filter_map(key_of)
+        .filter_map(|k| {
+            let root = k.strip_suffix(MANIFEST)?;
+            (root.is_empty() || root.ends_with('/')).then(|| root.to_owned())
+        })
+        .collect();
+    if !roots.is_empty() {
+        inputs.retain(|i| key_of(i).is_none_or(|k| !roots.iter().any(|r| k.starts_with(r))));
+    }
 }
 
 /// Expands the local arguments into files: a file is taken as it is; a directory gives every
@@ -198,8 +212,7 @@ pub async fn discover_s3(
             };
             let exact = key == prefix;
             let name = key.rsplit('/').next().unwrap_or(key);
-            let wanted = is_log_name(name, names) && !(names == Names::Every && is_store_key(key));
-            if !exact && !wanted {
+            if !exact && !is_log_name(name, names) {
                 continue;
             }
             // Some servers leave ETags out of listings: ask for the object's own.
@@ -230,6 +243,9 @@ pub async fn discover_s3(
             }
             out.push(input);
         }
+    }
+    if names == Names::Every {
+        without_stores(&mut out);
     }
     out.sort_by_key(|i| i.display());
     Ok(out)
@@ -335,9 +351,28 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a.csv", "copy.csv", "notes.txt", "b.csv.gz"]);
-        assert!(
-            is_store_key("logs/store/meta/manifest.json")
-                && !is_store_key("logs/E2.2019-12-10-20.abc.gz")
+        let s3 = |key: &str| Input {
+            size: 1,
+            source: Source::S3 {
+                bucket: "b".into(),
+                key: key.into(),
+                etag: "e".into(),
+            },
+        };
+        let mut listed = vec![
+            s3("logs/store/meta/manifest.json"),
+            s3("logs/store/segments/2019-12-10/r.seg"),
+            s3("logs/meta/E2.2019-12-10-20.abc.gz"),
+            s3("logs/E2.2019-12-10-21.abc.gz"),
+        ];
+        without_stores(&mut listed);
+        let kept: Vec<String> = listed.iter().map(Input::display).collect();
+        assert_eq!(
+            kept,
+            [
+                "s3://b/logs/meta/E2.2019-12-10-20.abc.gz",
+                "s3://b/logs/E2.2019-12-10-21.abc.gz"
+            ]
         );
         assert!(
             discover(&["s3://b/p".into()], Names::Csv)
