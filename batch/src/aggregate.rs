@@ -11,6 +11,7 @@
 //! per worker, not a whole copy per worker.
 
 use crate::fields::{self, TimeParser};
+use crate::formats::OriginRule;
 use crate::rejects::{Position, Reason, Rejects};
 use crate::scan::{Fields, Sink, Swallowed};
 use crate::statuses::{BLOCK_MINUTES, StatusCounts};
@@ -129,8 +130,8 @@ pub struct Aggregator {
     https_rows: Vec<HttpsRow>,
     /// Requests per status code, per block.
     statuses: StatusCounts,
-    /// Cache statuses that mean an origin fetch (lower case), when only those count.
-    origin_statuses: Option<Vec<Box<[u8]>>>,
+    /// `--origin-statuses` over the CSV's `cache_status` column.
+    origin_rule: OriginRule,
     /// Counters.
     pub stats: Stats,
     /// Rejected lines.
@@ -159,7 +160,7 @@ impl Aggregator {
             https_of: Vec::new(),
             https_rows: Vec::new(),
             statuses: StatusCounts::default(),
-            origin_statuses: None,
+            origin_rule: OriginRule::default(),
             stats: Stats::default(),
             rejects: Rejects::new(keep_all_rejects),
             file: 0,
@@ -167,26 +168,11 @@ impl Aggregator {
         }
     }
 
-    /// Counts only lines whose cache status is one of `statuses` (any case); the others are
-    /// served from cache.
-    pub fn with_origin_statuses(mut self, statuses: &[String]) -> Aggregator {
-        self.origin_statuses = Some(
-            statuses
-                .iter()
-                .map(|s| {
-                    s.trim()
-                        .to_ascii_lowercase()
-                        .into_bytes()
-                        .into_boxed_slice()
-                })
-                .collect(),
-        );
+    /// Counts only CSV lines whose cache status the rule names; the others are served from
+    /// cache. (Line formats apply the rule themselves.)
+    pub fn with_origin_rule(mut self, rule: OriginRule) -> Aggregator {
+        self.origin_rule = rule;
         self
-    }
-
-    /// Whether a line with this cache status is an origin fetch, when a rule is set.
-    pub fn origin_rule(&self) -> Option<&[Box<[u8]>]> {
-        self.origin_statuses.as_deref()
     }
 
     /// Sets which file, and what kind of buffer, the next records come from.
@@ -514,24 +500,12 @@ impl Aggregator {
         self.stats.records += 1;
         self.stats.cached += 1;
     }
-
-    /// Whether a cache status means an origin fetch under `--origin-statuses`.
-    fn is_origin(&self, cache_status: &[u8]) -> bool {
-        match &self.origin_statuses {
-            None => true,
-            Some(list) => {
-                let v = fields::trim(cache_status);
-                list.iter().any(|s| s.eq_ignore_ascii_case(v))
-            }
-        }
-    }
 }
 
 impl Sink for Aggregator {
     fn record(&mut self, f: &Fields<'_>, line: u64, raw: &[u8]) {
         if let Some(cache) = f.cache
-            && self.origin_statuses.is_some()
-            && !self.is_origin(&fields::unquote(cache))
+            && self.origin_rule.matches(&fields::unquote(cache)) == Some(false)
         {
             return self.served_from_cache();
         }

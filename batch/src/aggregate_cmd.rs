@@ -33,8 +33,6 @@ pub struct AggregateOptions {
     pub max_bad_ratio: f64,
     /// Column names.
     pub columns: ColumnNames,
-    /// Cache statuses that mean an origin fetch, when only those count.
-    pub origin_statuses: Option<Vec<String>>,
     /// The formats to read and their flags.
     pub formats: crate::lines::FormatSpec,
     /// How long a silent run keeps its claims.
@@ -395,7 +393,6 @@ fn read_claimed(
         ceiling_minute: now.div_euclid(60) + FUTURE_TOLERANCE_MINUTES,
         max_line_bytes: opts.max_line_bytes,
         chunk_bytes: read::CHUNK,
-        origin_statuses: opts.origin_statuses.clone(),
         formats: opts.formats.clone(),
         keep_all_rejects: opts.rejects.is_some(),
         s3,

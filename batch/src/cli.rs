@@ -126,11 +126,6 @@ pub struct AggregateArgs {
     /// Name of the optional cache status column, read with --origin-statuses.
     #[arg(long, default_value = "cache_status")]
     pub cache_status_column: String,
-    /// Count only lines whose cache status is one of these (comma-separated, any case);
-    /// the others are counted apart as served from cache. Default: every line of CSV, JSON
-    /// lines and nginx logs; each CDN format's own rule (see the README).
-    #[arg(long, value_delimiter = ',')]
-    pub origin_statuses: Option<Vec<String>>,
     /// The log format and what each format needs.
     #[command(flatten)]
     pub format_flags: crate::lines::FormatFlags,

@@ -45,7 +45,7 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
         None => Clock::System,
         Some(s) => Clock::fixed(&s).ok_or("SRCTRAFFIC_NOW must be yyyy-MM-ddTHH:mm:ssZ")?,
     };
-    let origin_statuses: Option<Vec<String>> =
+    let origin_statuses =
         env("SRCTRAFFIC_ORIGIN_STATUSES").map(|s| s.split(',').map(str::to_owned).collect());
     let opts = AggregateOptions {
         inputs,
@@ -55,7 +55,6 @@ async fn invocation(event: LambdaEvent<Value>) -> Result<Value, Error> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0.01),
         columns: ColumnNames::default(),
-        origin_statuses: origin_statuses.clone(),
         formats: crate::lines::FormatSpec::from_flags(&crate::lines::FormatFlags {
             format: env("SRCTRAFFIC_FORMAT"),
             origin_statuses,

@@ -29,8 +29,10 @@ pub struct FormatFlags {
     /// cloudflare, jsonl or nginx.
     #[arg(long)]
     pub format: Option<String>,
-    /// `--origin-statuses` (a flag of its own, shared with CSV).
-    #[arg(skip)]
+    /// Count only lines whose cache status is one of these (comma-separated, any case);
+    /// the others are counted apart as served from cache. Default: every line of CSV, JSON
+    /// lines and nginx logs; each CDN format's own rule (see the README).
+    #[arg(long, value_delimiter = ',')]
     pub origin_statuses: Option<Vec<String>>,
     /// With --format nginx: the log_format string exactly as in nginx.conf (`combined` is the
     /// predefined one); it needs a time, a host and $upstream_bytes_received.
@@ -92,26 +94,30 @@ impl FormatSpec {
         })
     }
 
-    /// A reader for one input of a line format; `Err` says what flag it needs.
-    pub fn reader(&self, format: Format) -> Result<Box<dyn LineFormat>, String> {
+    /// Whether inputs of `format` can be read with the flags given; `Err` says what flag a line
+    /// format needs.
+    pub fn check(&self, format: Format) -> Result<(), &'static str> {
+        match format {
+            Format::Jsonl if self.json.is_none() => {
+                Err("--format jsonl needs --time-field, --domain-field and --bytes-field")
+            }
+            Format::Nginx if self.nginx.is_none() => Err("--format nginx needs --nginx-log-format"),
+            _ => Ok(()),
+        }
+    }
+
+    /// A reader for one input of a line format; `Err` says what flag it needs (see
+    /// [`FormatSpec::check`]).
+    pub fn reader(&self, format: Format) -> Result<Box<dyn LineFormat>, &'static str> {
         let origin = self.origin.clone();
-        Ok(match format {
-            Format::Cloudfront => Box::new(Cloudfront::new(origin)),
-            Format::Alibaba => Box::new(Alibaba::new(origin)),
-            Format::Cloudflare => Box::new(Cloudflare::new(origin)),
-            Format::Jsonl => Box::new(Jsonl::new(
-                self.json
-                    .as_ref()
-                    .ok_or("--format jsonl needs --time-field, --domain-field and --bytes-field")?,
-                origin,
-            )),
-            Format::Nginx => Box::new(Nginx::new(
-                self.nginx
-                    .clone()
-                    .ok_or("--format nginx needs --nginx-log-format")?,
-                origin,
-            )),
-            Format::Csv => return Err("CSV is read by its own scanner".into()),
+        Ok(match (format, &self.json, &self.nginx) {
+            (Format::Cloudfront, ..) => Box::new(Cloudfront::new(origin)),
+            (Format::Alibaba, ..) => Box::new(Alibaba::new(origin)),
+            (Format::Cloudflare, ..) => Box::new(Cloudflare::new(origin)),
+            (Format::Jsonl, Some(json), _) => Box::new(Jsonl::new(json, origin)),
+            (Format::Nginx, _, Some(nginx)) => Box::new(Nginx::new(nginx.clone(), origin)),
+            (Format::Csv, ..) => return Err("CSV is read by its own scanner"),
+            _ => return Err(self.check(format).err().unwrap_or("no reader")),
         })
     }
 }

@@ -74,7 +74,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scheme_column,
                 status_column,
                 cache_status_column,
-                origin_statuses,
                 format_flags,
                 lease,
                 threads,
@@ -109,14 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     status: status_column,
                     cache: cache_status_column,
                 },
-                formats: srctraffic_batch::lines::FormatSpec::from_flags(
-                    &srctraffic_batch::lines::FormatFlags {
-                        origin_statuses: origin_statuses.clone(),
-                        ..format_flags
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!(e))?,
-                origin_statuses,
+                formats: srctraffic_batch::lines::FormatSpec::from_flags(&format_flags)
+                    .map_err(|e| anyhow::anyhow!(e))?,
                 lease: Duration::from_secs(lease),
                 progress: std::io::stderr().is_terminal(),
                 max_line_bytes: max_line_bytes as usize,

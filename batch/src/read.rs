@@ -48,8 +48,6 @@ pub struct ReadOptions {
     pub chunk_bytes: u64,
     /// Keep every reject (for `--rejects`).
     pub keep_all_rejects: bool,
-    /// Cache statuses that mean an origin fetch, when only those count.
-    pub origin_statuses: Option<Vec<String>>,
     /// The formats to read and their flags.
     pub formats: FormatSpec,
     /// How to read `s3://` inputs, when there are any.
@@ -236,11 +234,8 @@ fn read_pass(
     // task's hours. A report says whether it came from a chunk, whose failure leaves sibling
     // chunks counted.
     let fresh = || {
-        let a = Aggregator::new(opts.floor_day, opts.ceiling_minute, opts.keep_all_rejects);
-        match &opts.origin_statuses {
-            Some(list) => a.with_origin_statuses(list),
-            None => a,
-        }
+        Aggregator::new(opts.floor_day, opts.ceiling_minute, opts.keep_all_rejects)
+            .with_origin_rule(opts.formats.origin.clone())
     };
     let run_agg = Mutex::new(fresh());
     let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
@@ -393,7 +388,7 @@ fn plan(file: u32, input: &Input, opts: &ReadOptions) -> (Vec<Task>, FileReport)
         Err(why) => return fail(io::Error::other(why)),
     };
     if format != Format::Csv {
-        if let Err(why) = opts.formats.reader(format) {
+        if let Err(why) = opts.formats.check(format) {
             return fail(io::Error::other(why));
         }
         if !format.cuts_anywhere() {
@@ -940,7 +935,6 @@ mod tests {
             max_line_bytes,
             chunk_bytes,
             keep_all_rejects: true,
-            origin_statuses: None,
             formats: FormatSpec {
                 forced: Some(Format::Csv),
                 ..FormatSpec::default()
@@ -1153,7 +1147,6 @@ mod fuzz {
             max_line_bytes: rng.random_range(8..400),
             chunk_bytes: rng.random_range(1..300),
             keep_all_rejects: false,
-            origin_statuses: None,
             formats,
             s3: None,
         }

@@ -30,11 +30,17 @@ pub struct DynamoGuard {
 }
 
 impl DynamoGuard {
-    /// A guard over `table`, with the SDK's usual configuration (region, credentials, and
-    /// `AWS_ENDPOINT_URL_DYNAMODB` for a local server).
+    /// A guard over `table`, with the process's AWS configuration (the one the S3 store
+    /// loads; `AWS_ENDPOINT_URL_DYNAMODB` points it at a local server) and a request's
+    /// patience: a table out of reach is a prompt refusal, not a hung request.
     pub async fn connect(table: &str) -> DynamoGuard {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        DynamoGuard::with_client(Client::new(&conf), table)
+        let patience = srctraffic::store::Patience::Request;
+        let conf =
+            aws_sdk_dynamodb::config::Builder::from(srctraffic::store::s3::shared_config().await)
+                .retry_config(patience.retry())
+                .timeout_config(patience.timeouts())
+                .build();
+        DynamoGuard::with_client(Client::from_conf(conf), table)
     }
 
     /// A guard over `table` with this client.

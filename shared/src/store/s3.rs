@@ -33,7 +33,8 @@ pub enum Patience {
 }
 
 impl Patience {
-    fn retry(self) -> RetryConfig {
+    /// Retries for an AWS client used with this patience (S3 here, DynamoDB in the API).
+    pub fn retry(self) -> RetryConfig {
         match self {
             Patience::Request => RetryConfig::standard()
                 .with_max_attempts(3)
@@ -43,7 +44,8 @@ impl Patience {
         }
     }
 
-    fn timeouts(self) -> TimeoutConfig {
+    /// Timeouts for an AWS client used with this patience.
+    pub fn timeouts(self) -> TimeoutConfig {
         match self {
             Patience::Request => TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))
@@ -174,12 +176,18 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
-/// A client configured the standard AWS way, plus `SRCTRAFFIC_S3_PATH_STYLE`. The standard
-/// configuration is loaded once per process, however many clients start-up makes.
-pub async fn client_from_env(patience: Patience) -> Client {
+/// The standard AWS configuration (environment, profile or role), loaded once per process
+/// however many clients start-up makes, of whatever service.
+pub async fn shared_config() -> &'static aws_config::SdkConfig {
     static SHARED: tokio::sync::OnceCell<aws_config::SdkConfig> =
         tokio::sync::OnceCell::const_new();
-    let shared = SHARED.get_or_init(aws_config::load_from_env).await;
+    SHARED.get_or_init(aws_config::load_from_env).await
+}
+
+/// A client configured the standard AWS way ([`shared_config`]), plus
+/// `SRCTRAFFIC_S3_PATH_STYLE`.
+pub async fn client_from_env(patience: Patience) -> Client {
+    let shared = shared_config().await;
     let path_style = std::env::var("SRCTRAFFIC_S3_PATH_STYLE")
         .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let conf = aws_sdk_s3::config::Builder::from(shared)
