@@ -3,8 +3,10 @@
 use crate::api::error::ApiError;
 use std::fmt;
 
-/// Most names one request may ask for.
+/// Most names one real-time request may ask for.
 pub const MAX_DOMAINS: usize = 100;
+/// Most names one request of the non-real-time actions may ask for.
+pub const MAX_DOMAINS_WIDE: usize = 500;
 
 /// A valid, normalised host name: lower case, no trailing dot, letters, digits, hyphens and
 /// dots only, labels of 1 to 63 bytes that neither start nor end with a hyphen, 253 bytes at most.
@@ -53,7 +55,8 @@ pub fn is_valid_host(b: &[u8]) -> bool {
     })
 }
 
-/// The `DomainName` parameter: 1 to [`MAX_DOMAINS`] distinct valid names, in first-seen order.
+/// The `DomainName` parameter: 1 to [`MAX_DOMAINS`] (or another limit) distinct valid names, in
+/// first-seen order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainList(Vec<DomainName>);
 
@@ -61,6 +64,11 @@ impl DomainList {
     /// Parses a comma-separated list. Empty means missing; any bad entry (an empty one too)
     /// makes the whole list malformed; more than 100 distinct names is over the limit.
     pub fn parse(raw: &str) -> Result<DomainList, ApiError> {
+        DomainList::parse_at_most(raw, MAX_DOMAINS)
+    }
+
+    /// [`DomainList::parse`] with another limit on distinct names.
+    pub fn parse_at_most(raw: &str, limit: usize) -> Result<DomainList, ApiError> {
         if raw.trim().is_empty() {
             return Err(ApiError::MissingParameter("DomainName"));
         }
@@ -68,8 +76,8 @@ impl DomainList {
         for piece in raw.split(',') {
             let name = DomainName::parse(piece).ok_or(ApiError::DomainNameMalformed)?;
             if !names.contains(&name) {
-                if names.len() == MAX_DOMAINS {
-                    return Err(ApiError::DomainNameOverLimit);
+                if names.len() == limit {
+                    return Err(ApiError::DomainNameOverLimit(limit));
                 }
                 names.push(name);
             }
@@ -146,7 +154,18 @@ mod tests {
         assert_eq!(DomainList::parse(&list(100)).unwrap().names().len(), 100);
         assert_eq!(
             DomainList::parse(&list(101)),
-            Err(ApiError::DomainNameOverLimit)
+            Err(ApiError::DomainNameOverLimit(100))
+        );
+        assert_eq!(
+            DomainList::parse_at_most(&list(500), MAX_DOMAINS_WIDE)
+                .unwrap()
+                .names()
+                .len(),
+            500
+        );
+        assert_eq!(
+            DomainList::parse_at_most(&list(501), MAX_DOMAINS_WIDE),
+            Err(ApiError::DomainNameOverLimit(500))
         );
     }
 

@@ -1,7 +1,8 @@
-//! The contract of `DescribeDomainRealTimeSrcTrafficData`, shared by the batch job and the API
-//! function.
+//! The contract of `DescribeDomainRealTimeSrcTrafficData` and its back-to-origin siblings, shared
+//! by the batch job and the API function.
 //!
-//! - [`api`]: request parsing and validation, the error codes, JSON and XML rendering. No I/O.
+//! - [`api`]: the actions, request parsing and validation, the error codes, JSON and XML
+//!   rendering. No I/O.
 //! - [`time`]: minutes and days since the Unix epoch, and the API's time format.
 //! - [`domain`]: host names as the API and the logs accept them.
 //! - [`bucket`]: the per-(domain, UTC day) object of 1,440 minute totals.
@@ -25,6 +26,7 @@ pub mod segment;
 pub mod store;
 pub mod time;
 
+pub use api::action::Action;
 pub use api::error::ApiError;
 pub use api::request::{Format, Interval, QueryRequest, RawRequest};
 pub use clock::Clock;

@@ -267,6 +267,18 @@ pub async fn visit_bytes(
     wanted: &[(DomainName, Day)],
     mut f: impl FnMut(usize, usize, u64),
 ) -> Result<Snapshot, StoreError> {
+    visit_parts(store, wanted, |w, p| p.bytes(|m, bytes| f(w, m, bytes))).await
+}
+
+/// Hands each object that goes into a wanted (domain, day), base and segments alike, to
+/// `f(wanted index, header-checked object)` to read what it needs (the bytes alone, or every
+/// measure with [`crate::bucket::Parsed::rows`]). A part that fails to decode is an error
+/// naming its key. For queries.
+pub async fn visit_parts(
+    store: &dyn Store,
+    wanted: &[(DomainName, Day)],
+    mut f: impl FnMut(usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>,
+) -> Result<Snapshot, StoreError> {
     let (snap, parts) = gather(store, wanted).await?;
     for (w, (parts, (domain, day))) in parts.iter().zip(wanted).enumerate() {
         for part in parts {
@@ -276,7 +288,7 @@ pub async fn visit_bytes(
                 DayBucket::parse_for(&part.bytes, domain, *day)
             };
             parsed
-                .and_then(|p| p.bytes(|m, bytes| f(w, m, bytes)))
+                .and_then(|p| f(w, &p))
                 .map_err(|e| corrupt(&part.key, e))?;
         }
     }

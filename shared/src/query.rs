@@ -1,45 +1,82 @@
 //! Answers a checked request from the store: read every needed (domain, day) as published,
 //! sum over domains, roll minutes up to the interval, zero-fill up to the watermark and leave out
 //! the slots after it, so "no traffic" (0) and "not yet known" (absent) never look alike.
+//!
+//! Every action of the family is a sum of the same cells; the action's measure says which parts
+//! of a cell are read (the bytes alone take the fast path that skips the other columns).
 
+use crate::api::action::Measure;
 use crate::api::render::Point;
 use crate::api::request::QueryRequest;
+use crate::domain::DomainName;
 use crate::published;
 use crate::store::{Store, StoreError};
 use crate::time::{Day, Minute};
 
-/// Computes the series for a request.
-pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>, StoreError> {
+/// Computes the series for a request over `domains` (its own list, or for a request without
+/// one, the domains [`domains_with_data`] found for the caller).
+pub async fn series(
+    store: &dyn Store,
+    req: &QueryRequest,
+    domains: &[DomainName],
+) -> Result<Vec<Point>, StoreError> {
     let step = req.interval.minutes();
     let first = req.first_slot();
     // The minutes that could feed the slots; a slot holds its whole interval.
     let (lo, hi) = (first, Minute(req.last_slot().0 + step - 1));
     let days: Vec<Day> = (lo.day().0..=hi.day().0).map(Day).collect();
-    let mut wanted = Vec::with_capacity(days.len() * req.domains.names().len());
-    for d in req.domains.names() {
+    let mut wanted = Vec::with_capacity(days.len() * domains.len());
+    for d in domains {
         for &day in &days {
             wanted.push((d.clone(), day));
         }
     }
     // The watermark and the minutes come from one snapshot, so a run is seen whole or not.
     // Minutes are summed as they are walked, before the watermark is known: the slots after it
-    // are cut off below.
+    // are cut off below. Sums are u128: 500 domains x 1,440 minutes of 2^64 - 1 still fit.
     let span = ((hi.0 - first.0) / step + 1) as usize;
-    // 100 domains x 1,440 minutes of 2^64 - 1 each still fit: sums never saturate.
-    let mut totals = vec![0u128; span];
+    let mut slots: Vec<Point> = (0..span)
+        .map(|i| Point::empty(Minute(first.0 + i as i64 * step)))
+        .collect();
     // Each wanted day's first minute, counted from the first slot.
     let offsets: Vec<i64> = wanted
         .iter()
         .map(|(_, d)| d.first_minute().0 - first.0)
         .collect();
     let (width, step_u) = ((hi.0 - lo.0) as u64, step as u64);
-    let snap = published::visit_bytes(store, &wanted, |w, minute, bytes| {
-        // Minutes before the first slot wrap to large values and fall out with those after.
+    // The slot a minute of the w-th wanted day falls in, if any. Minutes before the first slot
+    // wrap to large values and fall out with those after.
+    let place = |w: usize, minute: usize| -> Option<usize> {
         let at = (offsets[w] + minute as i64) as u64;
-        if at <= width {
-            let slot = if step_u == 1 { at } else { at / step_u };
-            totals[slot as usize] += u128::from(bytes);
+        (at <= width).then_some((if step_u == 1 { at } else { at / step_u }) as usize)
+    };
+    let spec = req.action.spec();
+    let bytes_only = matches!(spec.measure, Measure::Bytes | Measure::Bits) && !spec.https;
+    let codes = spec.measure == Measure::Codes;
+    let snap = published::visit_parts(store, &wanted, |w, part| {
+        if bytes_only {
+            return part.bytes(|minute, bytes| {
+                if let Some(i) = place(w, minute) {
+                    slots[i].bytes += u128::from(bytes);
+                }
+            });
         }
+        let statuses = part.rows(|minute, bytes, requests, https| {
+            if let Some(i) = place(w, minute) {
+                let p = &mut slots[i];
+                p.bytes += u128::from(bytes);
+                p.requests += u128::from(requests);
+                p.https += u128::from(https);
+            }
+        })?;
+        if codes {
+            for s in statuses {
+                if let Some(i) = place(w, usize::from(s.minute)) {
+                    slots[i].add_code(s.code, s.count);
+                }
+            }
+        }
+        Ok(())
     })
     .await?;
     let Some(mark) = snap.watermark else {
@@ -49,16 +86,33 @@ pub async fn series(store: &dyn Store, req: &QueryRequest) -> Result<Vec<Point>,
     if last < first {
         return Ok(Vec::new());
     }
-    let slots = ((last.0 - first.0) / step + 1) as usize;
-    totals.truncate(slots);
-    Ok(totals
-        .into_iter()
-        .enumerate()
-        .map(|(i, bytes)| Point {
-            slot: Minute(first.0 + i as i64 * step),
-            bytes,
-        })
-        .collect())
+    slots.truncate(((last.0 - first.0) / step + 1) as usize);
+    if codes {
+        for p in &mut slots {
+            p.codes.sort_unstable();
+        }
+    }
+    Ok(slots)
+}
+
+/// The domains with anything published on a day of the request's range that `readable` lets
+/// the caller see, sorted: what a non-real-time action without `DomainName` sums over.
+pub async fn domains_with_data(
+    store: &dyn Store,
+    req: &QueryRequest,
+    readable: impl Fn(&DomainName) -> bool,
+) -> Result<Vec<DomainName>, StoreError> {
+    let step = req.interval.minutes();
+    let (lo, hi) = (req.first_slot(), Minute(req.last_slot().0 + step - 1));
+    let mut out = std::collections::BTreeSet::new();
+    for day in lo.day().0..=hi.day().0 {
+        for d in published::domains_of_day(store, Day(day)).await? {
+            if readable(&d) {
+                out.insert(d);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -74,6 +128,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     const NOW: i64 = 1_576_022_400; // 2019-12-11T00:00:00Z
+
+    /// The request's own domains.
+    async fn series(store: &MemoryStore, req: &QueryRequest) -> Result<Vec<Point>, StoreError> {
+        super::series(store, req, req.domains.as_ref().unwrap().names()).await
+    }
 
     /// Writes minute totals straight into buckets, as the batch would.
     async fn fill(store: &MemoryStore, data: &BTreeMap<(String, i64), u64>) {
@@ -145,6 +204,73 @@ mod tests {
         let got: Vec<u128> = pts.iter().map(|p| p.bytes).collect();
         // 20:00 holds 20:00..20:04; 20:05 holds 20:05..20:09; 20:10 is after the watermark.
         assert_eq!(got, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn https_requests_and_status_codes_are_summed_and_rolled_up_too() {
+        use crate::api::action::Action;
+        use crate::bucket::StatusCount;
+        let s = MemoryStore::new();
+        let base = Minute(m("2019-12-10T20:00:00Z"));
+        for (name, k) in [("a.com", 1u64), ("b.com", 10)] {
+            let d = DomainName::parse(name).unwrap();
+            let mut b = DayBucket::new(d.clone(), base.day());
+            for i in [0usize, 4, 5] {
+                let at = base.minute_of_day() + i;
+                b.minutes[at] = 100 * k;
+                b.https[at] = 30 * k;
+                b.requests[at] = 3 * k;
+                b.statuses.push(StatusCount {
+                    minute: at as u16,
+                    code: 200,
+                    count: 2 * k,
+                });
+                b.statuses.push(StatusCount {
+                    minute: at as u16,
+                    code: if k == 1 { 404 } else { 502 },
+                    count: k,
+                });
+            }
+            s.put(&keys::bucket(b.day, &d), b.encode(), Precondition::None)
+                .await
+                .unwrap();
+        }
+        watermark::advance(&s, Minute(base.0 + 9)).await.unwrap();
+        let start = base.unix_seconds();
+        let mut req = request(
+            "a.com,b.com",
+            start,
+            start + 600,
+            Some(Interval::FiveMinutes),
+        );
+        req.action = Action::from_name("DescribeDomainSrcHttpCodeData").unwrap();
+        let pts = series(&s, &req).await.unwrap();
+        type Sums = (u128, u128, u128, Vec<(u16, u128)>);
+        let got: Vec<Sums> = pts
+            .into_iter()
+            .map(|p| (p.bytes, p.https, p.requests, p.codes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    2 * 1100,
+                    2 * 330,
+                    2 * 33,
+                    vec![(200, 44), (404, 2), (502, 20)]
+                ),
+                (1100, 330, 33, vec![(200, 22), (404, 1), (502, 10)]),
+            ]
+        );
+        // The bytes-only path reads the same bytes.
+        req.action = Action::REAL_TIME_SRC_TRAFFIC;
+        let bytes: Vec<u128> = series(&s, &req)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.bytes)
+            .collect();
+        assert_eq!(bytes, [2200, 1100]);
     }
 
     #[tokio::test]

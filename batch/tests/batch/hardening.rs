@@ -446,7 +446,9 @@ async fn a_bucket_copied_under_another_name_or_day_is_refused_not_served() {
             },
             now,
         );
-        let err = srctraffic::query::series(opened.as_ref(), &req.unwrap())
+        let req = req.unwrap();
+        let names = req.domains.as_ref().expect("named").names();
+        let err = srctraffic::query::series(opened.as_ref(), &req, names)
             .await
             .unwrap_err()
             .to_string();

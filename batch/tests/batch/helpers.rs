@@ -256,7 +256,9 @@ pub async fn api_totals(
                 },
                 now,
             );
-            for p in query::series(store.as_ref(), &req.unwrap()).await.unwrap() {
+            let req = req.unwrap();
+            let names = req.domains.as_ref().expect("named").names();
+            for p in query::series(store.as_ref(), &req, names).await.unwrap() {
                 if p.bytes > 0 {
                     t.insert(
                         (d.clone(), p.slot.to_string()),

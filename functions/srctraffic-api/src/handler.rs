@@ -1,6 +1,7 @@
-//! The one handler: authenticate, parse and check the request, check the caller owns the
-//! domains, read the buckets, render the answer. Every path ends in a rendered document with the
-//! request id in the `x-acs-request-id` header.
+//! The one handler for every action of the family: decode the parameters and pick the format
+//! once, authenticate, parse and check the request, check the caller owns the domains (or, for
+//! an action asked about no domain, find the caller's), read the cells, render the answer.
+//! Every path ends in a rendered document with the request id in the `x-acs-request-id` header.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -9,8 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri, header};
 use srctraffic::api::params::Params;
 use srctraffic::api::render::{Rendered, render_error, render_success};
 use srctraffic::api::request::{Format, QueryRequest, parse_decoded};
+use srctraffic::auth::credentials::Key;
 use srctraffic::auth::{AuthInput, Authenticator};
-use srctraffic::{ApiError, Clock, RawRequest, Store, query};
+use srctraffic::{ApiError, Clock, DomainName, RawRequest, Store, StoreError, query};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -70,11 +72,10 @@ async fn api(
     };
     let host = h("host").unwrap_or("srctraffic");
     let params = raw.params();
-    let checked = check(&state, &raw, &params, &headers).await;
-    let format = checked.as_ref().map_or_else(|(f, _)| *f, |(f, _)| *f);
-    let rendered = match checked {
-        Err((_, e)) => render_error(&e, format, &request_id, host),
-        Ok((_, req)) => match query::series(state.store.as_ref(), &req).await {
+    let (format, format_ok) = Format::negotiate(params.get("Format"), raw.accept);
+    let rendered = match check(&state, &raw, &params, format_ok, &headers).await {
+        Err(e) => render_error(&e, format, &request_id, host),
+        Ok((req, key)) => match answer(&state, &req, key).await {
             Ok(points) => render_success(&req, &points, format, &request_id),
             Err(e) => {
                 tracing::error!(request_id, error = %e, "store read failed");
@@ -112,19 +113,36 @@ fn log_first_answer(state: &AppState) {
     }
 }
 
-/// Authenticates (first of all), parses, and checks the caller owns every domain asked for.
-/// Either way, says which format to answer in.
-async fn check(
+/// Reads the series: over the request's domains, or for a request without any, over every
+/// domain with data in its range that the caller's key may read (with auth off: all of them).
+async fn answer(
     state: &AppState,
+    req: &QueryRequest,
+    key: Option<&Key>,
+) -> Result<Vec<srctraffic::api::render::Point>, StoreError> {
+    let store = state.store.as_ref();
+    match &req.domains {
+        Some(list) => query::series(store, req, list.names()).await,
+        None => {
+            let readable = |d: &DomainName| key.is_none_or(|k| k.allows_all([d]));
+            let domains = query::domains_with_data(store, req, readable).await?;
+            query::series(store, req, &domains).await
+        }
+    }
+}
+
+/// Authenticates (first of all), parses, and checks the caller owns every domain asked for;
+/// with auth on, gives back the caller's key, which bounds a request that names no domain.
+async fn check<'s>(
+    state: &'s AppState,
     raw: &RawRequest<'_>,
     params: &Params,
+    format_ok: Result<(), ApiError>,
     headers: &HeaderMap,
-) -> Result<(Format, QueryRequest), (Format, ApiError)> {
-    let (format, _) = Format::negotiate(params.get("Format"), raw.accept);
+) -> Result<(QueryRequest, Option<&'s Key>), ApiError> {
     let principal = match &state.auth {
         None => None,
         Some(auth) => {
-            let query = Params::decode(raw.query, None);
             let headers: Vec<(String, String)> = headers
                 .iter()
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -132,7 +150,7 @@ async fn check(
             let input = AuthInput {
                 method: raw.method,
                 params: params.pairs(),
-                query: query.pairs(),
+                query: params.query_pairs(),
                 headers: &headers,
                 body: raw.body,
             };
@@ -142,20 +160,21 @@ async fn check(
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::info!(code = e.code(), "request refused by authentication");
-                    return Err((format, e));
+                    return Err(e);
                 }
             }
         }
     };
-    let (format, parsed) = parse_decoded(raw, params, state.clock.now_unix());
-    let req = parsed.map_err(|e| (format, e))?;
-    if let Some(p) = principal {
+    format_ok?;
+    let req = parse_decoded(raw, params, state.clock.now_unix())?;
+    let key = principal.map(|p| p.key);
+    if let (Some(k), Some(list)) = (key, &req.domains) {
         // A domain that is not the caller's gets the same answer whether it exists or not.
-        if !p.key.allows_all(req.domains.names()) {
-            return Err((format, ApiError::DomainNotOwned));
+        if !k.allows_all(list.names()) {
+            return Err(ApiError::DomainNotOwned);
         }
     }
-    Ok((format, req))
+    Ok((req, key))
 }
 
 fn into_response(r: Rendered, request_id: &str) -> Response<Body> {

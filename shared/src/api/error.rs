@@ -32,9 +32,9 @@ pub enum ApiError {
     /// A name in `DomainName` is not a valid host name.
     #[error("Specified DomainName is malformed.")]
     DomainNameMalformed,
-    /// `DomainName` lists more than 100 distinct names.
-    #[error("The number of domain names exceeds the limit of 100.")]
-    DomainNameOverLimit,
+    /// `DomainName` lists more distinct names than the action takes (100 real-time, 500 else).
+    #[error("The number of domain names exceeds the limit of {0}.")]
+    DomainNameOverLimit(usize),
     /// The range at the interval would return more than 10,080 points.
     #[error(
         "The time span between StartTime and EndTime at this Interval exceeds 10080 data points."
@@ -43,10 +43,23 @@ pub enum ApiError {
     /// `Interval` is not one of 60, 300, 3600 or 86400.
     #[error("Specified Interval is not valid: use 60, 300, 3600 or 86400.")]
     IntervalInvalid,
+    /// A non-real-time action was asked for an `Interval` other than 300, 3600 or 86400.
+    #[error("Specified Interval is not valid for this action: use 300, 3600 or 86400.")]
+    IntervalNotOffered,
+    /// A non-real-time action was asked for a span longer than its interval allows.
+    #[error(
+        "The time span between StartTime and EndTime exceeds {days} days at Interval {interval}."
+    )]
+    TimeSpanTooLong {
+        /// The longest span at that interval, in days.
+        days: u16,
+        /// The interval asked for, in seconds.
+        interval: u32,
+    },
     /// `Format` is neither `JSON` nor `XML`.
     #[error("Specified Format is not valid: use JSON or XML.")]
     FormatInvalid,
-    /// The action is not `DescribeDomainRealTimeSrcTrafficData`, or the method is not GET/POST.
+    /// The action is none of the family's (`api::action::ACTIONS`), or the method is not GET/POST.
     #[error("Specified api is not found, please check your url and method.")]
     ActionNotFound,
     /// A version other than `2018-05-10` was asked for.
@@ -104,9 +117,9 @@ impl ApiError {
             Self::EndTimeMismatch => "InvalidEndTime.Mismatch",
             Self::StartTimeNotSupported => "InvalidStartTime.ValueNotSupported",
             Self::DomainNameMalformed => "InvalidDomainName.Malformed",
-            Self::DomainNameOverLimit => "InvalidDomainName.OverLimit",
-            Self::TimeSpanTooLarge => "InvalidTimeSpan",
-            Self::IntervalInvalid => "InvalidParameter.Interval",
+            Self::DomainNameOverLimit(_) => "InvalidDomainName.OverLimit",
+            Self::TimeSpanTooLarge | Self::TimeSpanTooLong { .. } => "InvalidTimeSpan",
+            Self::IntervalInvalid | Self::IntervalNotOffered => "InvalidParameter.Interval",
             Self::FormatInvalid => "InvalidParameter.Format",
             Self::ActionNotFound => "InvalidAction.NotFound",
             Self::VersionInvalid => "InvalidVersion",
@@ -138,9 +151,15 @@ impl ApiError {
             Self::EndTimeMismatch,
             Self::StartTimeNotSupported,
             Self::DomainNameMalformed,
-            Self::DomainNameOverLimit,
+            Self::DomainNameOverLimit(100),
+            Self::DomainNameOverLimit(500),
             Self::TimeSpanTooLarge,
+            Self::TimeSpanTooLong {
+                days: 3,
+                interval: 300,
+            },
             Self::IntervalInvalid,
+            Self::IntervalNotOffered,
             Self::FormatInvalid,
             Self::ActionNotFound,
             Self::VersionInvalid,

@@ -1,12 +1,13 @@
 //! From a raw HTTP request to a checked [`QueryRequest`]: parse, don't validate. Holding a
 //! `QueryRequest` means every rule of SPEC.md sections 1 and 3 held.
 
+use super::action::Action;
 use super::error::ApiError;
 use super::params::Params;
-use crate::domain::DomainList;
+use crate::domain::{DomainList, MAX_DOMAINS_WIDE};
 use crate::time::{ApiTime, Minute};
 
-/// The one action this service answers.
+/// The seed's action, `DescribeDomainRealTimeSrcTrafficData`; [`Action`] names the others.
 pub const ACTION: &str = "DescribeDomainRealTimeSrcTrafficData";
 /// The one API version this service answers.
 pub const VERSION: &str = "2018-05-10";
@@ -132,20 +133,34 @@ impl Interval {
         }
     }
 
+    /// The longest span one query of the non-real-time actions may ask for at this interval
+    /// (SPEC.md section 8): 3 days at 300 s, 31 at 3,600 s, 366 at 86,400 s.
+    pub fn longest_span_days(self) -> u16 {
+        match self {
+            Interval::Minute => 1,
+            Interval::FiveMinutes => 3,
+            Interval::Hour => 31,
+            Interval::Day => 366,
+        }
+    }
+
     /// The start of the slot holding `m`; slots are aligned to the epoch.
     pub fn floor(self, m: Minute) -> Minute {
         Minute(m.0 - m.0.rem_euclid(self.minutes()))
     }
 }
 
-/// A checked query: valid domains, an ordered range inside retention, an interval that keeps the
-/// answer within [`MAX_POINTS`].
+/// A checked query: a known action, valid domains, an ordered range inside retention, an
+/// interval the action offers that keeps the answer within [`MAX_POINTS`] and the action's span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryRequest {
-    /// `DomainName` exactly as given, for the echo.
+    /// The action asked for.
+    pub action: Action,
+    /// `DomainName` exactly as given, for the echo (`""` when absent).
     pub domain_param: String,
-    /// The distinct, normalised names.
-    pub domains: DomainList,
+    /// The distinct, normalised names; `None` (non-real-time actions only, `DomainName` absent
+    /// or empty): every domain the caller may read.
+    pub domains: Option<DomainList>,
     /// The effective start.
     pub start: ApiTime,
     /// The effective end, later than `start`.
@@ -170,30 +185,29 @@ impl QueryRequest {
 ///
 /// Returns the answer format in every case, so that errors, too, go out in the caller's format.
 pub fn parse_request(raw: &RawRequest<'_>, now: i64) -> (Format, Result<QueryRequest, ApiError>) {
-    parse_decoded(raw, &raw.params(), now)
+    let params = raw.params();
+    let (format, format_ok) = Format::negotiate(params.get("Format"), raw.accept);
+    (
+        format,
+        format_ok.and_then(|()| parse_decoded(raw, &params, now)),
+    )
 }
 
-/// [`parse_request`] over parameters already decoded from `raw` (the function decodes them once,
-/// for the signature check and for this).
+/// Checks a request whose parameters are already decoded from `raw` and whose format was
+/// negotiated (the function does both once per request, for the signature check and for this).
 pub fn parse_decoded(
     raw: &RawRequest<'_>,
     params: &Params,
     now: i64,
-) -> (Format, Result<QueryRequest, ApiError>) {
-    let (format, format_ok) = Format::negotiate(params.get("Format"), raw.accept);
-    let result = format_ok.and_then(|()| check(raw, params, now));
-    (format, result)
-}
-
-fn check(raw: &RawRequest<'_>, params: &Params, now: i64) -> Result<QueryRequest, ApiError> {
+) -> Result<QueryRequest, ApiError> {
     if raw.method != "GET" && raw.method != "POST" {
         return Err(ApiError::ActionNotFound);
     }
-    match params.get("Action").or(raw.acs_action) {
+    let action = match params.get("Action").or(raw.acs_action) {
         None | Some("") => return Err(ApiError::MissingParameter("Action")),
-        Some(ACTION) => {}
-        Some(_) => return Err(ApiError::ActionNotFound),
-    }
+        Some(name) => Action::from_name(name).ok_or(ApiError::ActionNotFound)?,
+    };
+    let real_time = action.spec().real_time;
     if params
         .get("Version")
         .or(raw.acs_version)
@@ -202,7 +216,13 @@ fn check(raw: &RawRequest<'_>, params: &Params, now: i64) -> Result<QueryRequest
         return Err(ApiError::VersionInvalid);
     }
     let domain_param = params.get("DomainName").unwrap_or_default();
-    let domains = DomainList::parse(domain_param)?;
+    let domains = if real_time {
+        Some(DomainList::parse(domain_param)?)
+    } else if domain_param.trim().is_empty() {
+        None
+    } else {
+        Some(DomainList::parse_at_most(domain_param, MAX_DOMAINS_WIDE)?)
+    };
 
     let parse_time = |name: &str, err: ApiError| {
         params
@@ -226,11 +246,27 @@ fn check(raw: &RawRequest<'_>, params: &Params, now: i64) -> Result<QueryRequest
     if start.unix_seconds() > now || start.unix_seconds() < now - RETENTION_DAYS * 86_400 {
         return Err(ApiError::StartTimeNotSupported);
     }
-    let interval = match params.get("Interval") {
-        Some(s) => Interval::parse(s)?,
-        None => Interval::default_for_span(end.unix_seconds() - start.unix_seconds()),
+    let span = end.unix_seconds() - start.unix_seconds();
+    let interval = match (params.get("Interval"), real_time) {
+        (Some(s), true) => Interval::parse(s)?,
+        (None, true) => Interval::default_for_span(span),
+        (Some(s), false) => Interval::parse(s)
+            .ok()
+            .filter(|&iv| iv != Interval::Minute)
+            .ok_or(ApiError::IntervalNotOffered)?,
+        (None, false) => Interval::FiveMinutes,
     };
+    if !real_time {
+        let days = interval.longest_span_days();
+        if span > i64::from(days) * 86_400 {
+            return Err(ApiError::TimeSpanTooLong {
+                days,
+                interval: interval.seconds() as u32,
+            });
+        }
+    }
     let req = QueryRequest {
+        action,
         domain_param: domain_param.to_owned(),
         domains,
         start,
@@ -434,6 +470,98 @@ mod tests {
         let (format, r) = parse_request(&raw, NOW);
         assert_eq!(format, Format::Json);
         assert!(r.is_ok());
+    }
+
+    /// `Action=name&...` against the fixed clock.
+    fn sibling(name: &str, q: &str) -> Result<QueryRequest, ApiError> {
+        get(&format!("Action={name}&{q}")).1
+    }
+
+    #[test]
+    fn every_action_of_the_family_is_parsed_and_others_are_not_found() {
+        let q = "DomainName=a.com&StartTime=2019-12-10T20:00:00Z&EndTime=2019-12-10T21:00:00Z";
+        for a in Action::all() {
+            let r = sibling(a.name(), q).unwrap();
+            assert_eq!(r.action, a);
+            let want = if a.spec().real_time {
+                Interval::Minute
+            } else {
+                Interval::FiveMinutes
+            };
+            assert_eq!(r.interval, want, "{}", a.name());
+        }
+        assert_eq!(
+            sibling("DescribeDomainSrcTopUrlVisit", q),
+            Err(ApiError::ActionNotFound)
+        );
+    }
+
+    #[test]
+    fn the_wide_actions_take_no_domain_as_all_and_up_to_500_names() {
+        let wide = "DescribeDomainSrcBpsData";
+        let r = sibling(wide, "Format=JSON").unwrap();
+        assert_eq!((r.domains, r.domain_param.as_str()), (None, ""));
+        assert!(sibling(wide, "DomainName=").unwrap().domains.is_none());
+        assert_eq!(
+            sibling("DescribeDomainRealTimeSrcBpsData", "DomainName="),
+            Err(ApiError::MissingParameter("DomainName"))
+        );
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("d{i}.com"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let r = sibling(wide, &format!("DomainName={}", names(500))).unwrap();
+        assert_eq!(r.domains.unwrap().names().len(), 500);
+        assert_eq!(
+            sibling(wide, &format!("DomainName={}", names(501))),
+            Err(ApiError::DomainNameOverLimit(500))
+        );
+        assert_eq!(
+            sibling(
+                "DescribeDomainRealTimeSrcHttpCodeData",
+                &format!("DomainName={}", names(101))
+            ),
+            Err(ApiError::DomainNameOverLimit(100))
+        );
+    }
+
+    #[test]
+    fn the_wide_actions_offer_300_3600_86400_each_with_its_longest_span() {
+        let wide = "DescribeDomainSrcQpsData";
+        let ask = |start: i64, secs: i64, iv: &str| {
+            let (s, e) = (
+                ApiTime::from_unix_seconds(start),
+                ApiTime::from_unix_seconds(start + secs),
+            );
+            sibling(wide, &format!("StartTime={s}&EndTime={e}&Interval={iv}"))
+        };
+        let start = NOW - 80 * 86_400;
+        assert_eq!(ask(start, 3600, "60"), Err(ApiError::IntervalNotOffered));
+        assert_eq!(ask(start, 3600, "120"), Err(ApiError::IntervalNotOffered));
+        for (iv, days) in [("300", 3), ("3600", 31), ("86400", 366)] {
+            let r = ask(start, days * 86_400, iv).unwrap();
+            assert_eq!(r.interval.seconds().to_string(), iv);
+            assert_eq!(
+                ask(start, days * 86_400 + 60, iv),
+                Err(ApiError::TimeSpanTooLong {
+                    days: days as u16,
+                    interval: iv.parse().unwrap()
+                })
+            );
+        }
+        // The default is 300 s whatever the span: a longer span must name its interval.
+        assert_eq!(
+            sibling(
+                wide,
+                "StartTime=2019-12-01T00:00:00Z&EndTime=2019-12-05T00:00:00Z"
+            ),
+            Err(ApiError::TimeSpanTooLong {
+                days: 3,
+                interval: 300
+            })
+        );
     }
 
     proptest! {

@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 pub const NOW: &str = "2019-12-11T00:00:00Z";
 pub const ACTION: &str = "DescribeDomainRealTimeSrcTrafficData";
+/// A non-real-time sibling, for the errors only those have.
+pub const SRC_TRAFFIC: &str = "DescribeDomainSrcTrafficData";
 
 /// Minute totals for one domain, written as the batch would.
 pub async fn put_minutes(store: &dyn Store, domain: &str, minutes: &[(&str, u64)]) {
@@ -326,13 +328,32 @@ pub fn provoke(e: &ApiError) -> Option<Vec<(String, String)>> {
         ApiError::DomainNameMalformed => {
             pairs(&[("Action", ACTION), ("DomainName", "exa mple.com")])
         }
-        ApiError::DomainNameOverLimit => {
-            let many: Vec<String> = (0..101).map(|i| format!("d{i}.example.com")).collect();
+        ApiError::DomainNameOverLimit(limit) => {
+            let many: Vec<String> = (0..=*limit).map(|i| format!("d{i}.example.com")).collect();
+            // 100 for the real-time actions, 500 for the others.
+            let action = if *limit == 100 { ACTION } else { SRC_TRAFFIC };
             vec![
-                ("Action".into(), ACTION.into()),
+                ("Action".into(), action.into()),
                 ("DomainName".into(), many.join(",")),
             ]
         }
+        ApiError::TimeSpanTooLong { days, interval } => vec![
+            ("Action".into(), SRC_TRAFFIC.into()),
+            ("StartTime".into(), "2019-12-01T00:00:00Z".into()),
+            (
+                "EndTime".into(),
+                srctraffic::time::ApiTime::from_unix_seconds(
+                    1_575_158_400 + i64::from(*days) * 86_400 + 60,
+                )
+                .to_string(),
+            ),
+            ("Interval".into(), interval.to_string()),
+        ],
+        ApiError::IntervalNotOffered => pairs(&[
+            ("Action", SRC_TRAFFIC),
+            ("DomainName", "example.com"),
+            ("Interval", "60"),
+        ]),
         ApiError::TimeSpanTooLarge => {
             let mut p = range("2019-12-01T00:00:00Z", "2019-12-10T00:00:00Z");
             p.push(("Interval".into(), "60".into()));

@@ -143,7 +143,7 @@ async fn ten_thousand_domains_in_a_form_body_are_over_the_limit() {
     );
     assert_error(
         &raw_http(&server.addr, req.as_bytes()),
-        &srctraffic::ApiError::DomainNameOverLimit,
+        &srctraffic::ApiError::DomainNameOverLimit(100),
         true,
     );
 }
