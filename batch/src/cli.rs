@@ -50,6 +50,10 @@ pub enum Command {
         /// scheme, status) or nginx (its log_format is printed).
         #[arg(long, value_enum, default_value_t = crate::formats::Format::Csv)]
         format: crate::formats::Format,
+        /// CSV: add a `scheme` column (about 70% https), for the HTTPS share of the sibling
+        /// actions. Off by default, so the benchmark files keep BENCH.md's columns.
+        #[arg(long)]
+        scheme_column: bool,
     },
     /// Print one (domain, day) as CSV: minute,bytes,requests.
     Inspect {

@@ -7,7 +7,8 @@
 //! a few seconds of jitter, and a few lines arrive hours late. About 1% of URIs are quoted with
 //! commas inside, about 1% of domains are in mixed case, and bad lines come only on request.
 //! Columns, in BENCH.md's order:
-//! `time,domain,origin_ip,method,uri,status,bytes,duration_ms,cache_status,request_id`.
+//! `time,domain,origin_ip,method,uri,status,bytes,duration_ms,cache_status,request_id`, and with
+//! `--scheme-column` an eleventh, `scheme`.
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -51,6 +52,8 @@ pub struct GenOptions {
     pub truth: Option<PathBuf>,
     /// The log format to write.
     pub format: Format,
+    /// CSV: add a `scheme` column after BENCH.md's ten.
+    pub scheme_column: bool,
 }
 
 /// What `gen-logs` wrote.
@@ -224,7 +227,11 @@ fn write_file(
     } else {
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
-    out.write_all(genformats::file_head(opts.format).as_bytes())?;
+    if opts.format == Format::Csv && opts.scheme_column {
+        writeln!(out, "{HEADER},scheme")?;
+    } else {
+        out.write_all(genformats::file_head(opts.format).as_bytes())?;
+    }
     let zipf = Zipf::new(names.len() as f64, 1.1).map_err(|e| io::Error::other(e.to_string()))?;
     let size = LogNormal::new(8.5, 1.8).map_err(|e| io::Error::other(e.to_string()))?;
     // Times in order within the span, then a few seconds of jitter.
@@ -258,7 +265,7 @@ fn write_file(
             (size.sample(&mut rng) as u64).min(1 << 36)
         };
         // No draws for CSV, so its files stay what they were for a seed.
-        let https = opts.format != Format::Csv && rng.random_bool(0.7);
+        let mut https = opts.format != Format::Csv && rng.random_bool(0.7);
         // Edge logs have a line per client request: most were served from cache.
         let origin = match opts.format {
             Format::Csv | Format::Jsonl => true,
@@ -300,16 +307,25 @@ fn write_file(
             push_time(&mut line, ms);
             line.push(b',');
             line.extend_from_slice(domain.as_bytes());
-            write!(
-                line,
-                ",10.{}.{}.{},{method},{uri},{status},{bytes},{},{},{:032x}",
+            // Drawn in the order they are written, as they always were, so that a seed's files
+            // stay what they were; the scheme comes from the request id, not a draw of its own.
+            let ip = [
                 rng.random_range(0..256),
                 rng.random_range(0..256),
                 rng.random_range(1..255),
-                rng.random_range(1..3000),
-                ["MISS", "EXPIRED", "REFRESH_MISS", "BYPASS"][rng.random_range(0..4)],
-                rng.random::<u128>()
+            ];
+            let duration = rng.random_range(1..3000);
+            let cache = ["MISS", "EXPIRED", "REFRESH_MISS", "BYPASS"][rng.random_range(0..4)];
+            let id = rng.random::<u128>();
+            write!(
+                line,
+                ",10.{}.{}.{},{method},{uri},{status},{bytes},{duration},{cache},{id:032x}",
+                ip[0], ip[1], ip[2]
             )?;
+            if opts.scheme_column {
+                https = id % 10 < 7;
+                line.extend_from_slice(if https { b",https" } else { b",http" });
+            }
             line.push(b'\n');
         } else {
             // Two tries of the origin now and then: a 502, then the answer.

@@ -180,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             truth,
             format,
+            scheme_column,
         } => {
             let day = srctraffic::Day::parse(&day)
                 .with_context(|| format!("--day must be YYYY-MM-DD, got {day:?}"))?;
@@ -194,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 files,
                 truth,
                 format,
+                scheme_column,
             };
             let report = genlogs::generate(&opts).context("generating logs")?;
             say(&report)?;

@@ -151,7 +151,9 @@ async fn generated_files_of_every_format_equal_their_ground_truth() {
     for (flag, key) in srctraffic_batch::genformats::JSONL_KEYS {
         jsonl.extend([flag.to_string(), key.to_string()]);
     }
-    let cases: [(&str, bool, Vec<String>); 5] = [
+    let cases: [(&str, bool, Vec<String>); 6] = [
+        // With its scheme column, so that CSV's HTTPS bytes are checked too.
+        ("csv", true, vec![]),
         ("cloudfront", true, vec![]),
         ("alibaba", false, vec![]),
         ("cloudflare", true, vec![]),
@@ -186,6 +188,9 @@ async fn generated_files_of_every_format_equal_their_ground_truth() {
         if gzip {
             c.arg("--gzip");
         }
+        if format == "csv" {
+            c.arg("--scheme-column");
+        }
         let made = c.output().unwrap();
         assert!(
             made.status.success(),
@@ -214,7 +219,7 @@ async fn generated_files_of_every_format_equal_their_ground_truth() {
             .collect();
         assert_eq!(api_totals(&store, &domains, &days).await, truth, "{format}");
         assert_eq!(store_measures(&store).await, measures, "{format}");
-        if format != "jsonl" && format != "nginx" {
+        if !["csv", "jsonl", "nginx"].contains(&format) {
             assert!(!text.contains(" 0 served from cache"), "{format}: {text}");
         }
         let again = aggregate(&store, &[&logs], &flags);

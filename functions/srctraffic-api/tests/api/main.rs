@@ -3,6 +3,7 @@
 
 mod auth;
 mod errors;
+mod family;
 mod helpers;
 mod limits;
 mod robustness;
