@@ -14,7 +14,10 @@ server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 printf 'time,domain,bytes\n2019-12-10T20:00:10Z,example.com,100\n2019-12-10T20:01:10Z,Example.com,200\n2019-12-10T20:01:20Z,b.example.com,5\n2019-12-10T20:00:30Z,other.org,7\n' > "$tmp/logs.csv"
-target/debug/srctraffic-batch aggregate --store "$tmp/store" --now 2019-12-11T00:00:00Z "$tmp/logs.csv" > /dev/null
+# A day of generated CSV with scheme and status, for the family's ground truth.
+target/debug/srctraffic-batch gen-logs --out "$tmp/gen" --day 2019-12-10 --domains 20 --rows 20000 \
+  --files 4 --seed 11 --scheme-column > /dev/null
+target/debug/srctraffic-batch aggregate --store "$tmp/store" --now 2019-12-11T00:00:00Z "$tmp/logs.csv" "$tmp/gen" > /dev/null
 cat > "$tmp/creds.json" <<'JSON'
 {"keys": [
   {"access_key_id": "tenant", "access_key_secret": "tenant-secret", "domains": ["example.com", "*.example.com"]},
@@ -28,3 +31,4 @@ for _ in $(seq 300); do grep -q listening "$tmp/out" && break; sleep 0.1; done
 addr=$(sed -n 's|listening on http://||p' "$tmp/out")
 [ -n "$addr" ] || { cat "$tmp/err"; exit 1; }
 "$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_sdks.py "$addr"
+"$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_family.py "$addr" "$tmp/gen.truth.measures.csv"
