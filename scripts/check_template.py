@@ -97,6 +97,25 @@ def guard_problems(doc) -> list:
     return problems
 
 
+def console_problems(doc) -> list:
+    """The console is off unless the stack's Console parameter turns it on, and its page route
+    reaches the API function."""
+    params = doc.get("Parameters", {})
+    api = doc.get("Resources", {}).get("ApiFunction", {}).get("Properties", {})
+    env = api.get("Environment", {}).get("Variables", {})
+    problems = []
+    if env.get("SRCTRAFFIC_CONSOLE") != {"!Ref": "Console"}:
+        problems.append("ApiFunction: SRCTRAFFIC_CONSOLE must come from the Console parameter")
+    console = params.get("Console", {})
+    if console.get("Default") != "off" or sorted(console.get("AllowedValues", [])) != ["off", "on"]:
+        problems.append("Console parameter: on or off, off by default")
+    routes = {(e.get("Properties", {}).get("Method"), e.get("Properties", {}).get("Path"))
+              for e in api.get("Events", {}).values() if e.get("Type") == "HttpApi"}
+    if ("GET", "/console") not in routes:
+        problems.append(f"ApiFunction: no GET /console route among {sorted(routes)}")
+    return problems
+
+
 def main() -> int:
     path = Path(sys.argv[1])
     doc = yaml.load(path.read_text(), Loader=Loader)
@@ -148,6 +167,7 @@ def main() -> int:
                 elif int(visibility) < 6 * int(timeout):
                     problems.append(f"{name}.{ev_name}: queue {qname} VisibilityTimeout {visibility} is under 6 x the function's Timeout {timeout}")
     problems += guard_problems(doc)
+    problems += console_problems(doc)
     for p in problems:
         print(f"template: {p}")
     return 1 if problems else 0

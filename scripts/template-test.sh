@@ -30,5 +30,7 @@ plant short-visibility 's/VisibilityTimeout: 5400/VisibilityTimeout: 900/'
 plant guard-per-instance 's/SRCTRAFFIC_GUARD: dynamodb/SRCTRAFFIC_GUARD: local/'
 plant guard-broad-policy 's/- dynamodb:UpdateItem/- dynamodb:*/'
 plant guard-no-ttl 's/AttributeName: expires/AttributeName: expiry/'
+plant console-on-by-default 's/    Default: "off"/    Default: "on"/'
+plant console-unrouted 's|            Path: /console|            Path: /console/page|'
 echo "template: $passed passed, $failed failed"
 [ "$failed" = 0 ]

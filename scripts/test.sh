@@ -7,7 +7,9 @@
 #     processes sharing nonces and call rates through a DynamoDB-compatible server (moto, PyPI);
 #  3. template.yaml: cfn-lint (from PyPI) and the checks cfn-lint does not make;
 #  4. cargo lambda (from PyPI): `cargo lambda watch` + `cargo lambda invoke` with the committed
-#     events, for both functions.
+#     events, for both functions;
+#  5. the console page in headless Chromium (Debian's chromium + chromium-driver, selenium from
+#     PyPI), signing in the page; screenshots in target/browser-test/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,4 @@ bash scripts/sdk-test.sh
 bash scripts/dynamodb-test.sh
 bash scripts/template-test.sh
 bash scripts/lambda-test.sh
+bash scripts/browser-test.sh

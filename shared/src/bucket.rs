@@ -518,8 +518,34 @@ impl<'a> Parsed<'a> {
     /// (rows out of order or range, trailing bytes) can come after some calls.
     pub fn rows(
         &self,
-        mut f: impl FnMut(usize, u64, u64, u64),
+        f: impl FnMut(usize, u64, u64, u64),
     ) -> Result<Vec<StatusCount>, BucketError> {
+        let mut statuses = Vec::new();
+        self.visit(f, Some(&mut |s| statuses.push(s)))?;
+        Ok(statuses)
+    }
+
+    /// [`Parsed::rows`] without the status counts, which are left unread: what a query of
+    /// bytes, HTTPS bytes or requests needs.
+    pub fn measures(&self, f: impl FnMut(usize, u64, u64, u64)) -> Result<(), BucketError> {
+        self.visit(f, None)
+    }
+
+    /// [`Parsed::rows`] with each status count handed to `g` as it is read, in (minute, code)
+    /// order, instead of collected.
+    pub fn rows_and_statuses(
+        &self,
+        f: impl FnMut(usize, u64, u64, u64),
+        mut g: impl FnMut(StatusCount),
+    ) -> Result<(), BucketError> {
+        self.visit(f, Some(&mut g))
+    }
+
+    fn visit(
+        &self,
+        mut f: impl FnMut(usize, u64, u64, u64),
+        statuses: Option<&mut dyn FnMut(StatusCount)>,
+    ) -> Result<(), BucketError> {
         let mut r = Reader {
             b: self.rows,
             at: 0,
@@ -534,7 +560,7 @@ impl<'a> Parsed<'a> {
             if r.left() > 0 {
                 return Err(BucketError::Trailing(r.left()));
             }
-            return Ok(Vec::new());
+            return Ok(());
         }
         let (minutes, bytes) = self.columns(&mut r)?;
         let mut requests = Reader {
@@ -562,9 +588,12 @@ impl<'a> Parsed<'a> {
         if requests.left() > 0 || https.left() > 0 {
             return Err(BucketError::Trailing(requests.left() + https.left()));
         }
+        let Some(out) = statuses else {
+            return Ok(());
+        };
         let n = r.u32()? as usize;
-        let mut statuses = Vec::with_capacity(n.min(r.left() / 3));
         let mut prev = 0u64;
+        let mut last: Option<(u16, u16)> = None;
         for _ in 0..n {
             let minute = prev.saturating_add(r.varint()?);
             let code = r.varint()?;
@@ -577,19 +606,16 @@ impl<'a> Parsed<'a> {
                 count: r.varint()?,
             };
             prev = minute;
-            if usize::from(s.minute) >= MINUTES
-                || statuses
-                    .last()
-                    .is_some_and(|l: &StatusCount| (l.minute, l.code) >= (s.minute, s.code))
-            {
+            if usize::from(s.minute) >= MINUTES || last.is_some_and(|l| l >= (s.minute, s.code)) {
                 return Err(BucketError::BadRow(usize::from(s.minute)));
             }
-            statuses.push(s);
+            last = Some((s.minute, s.code));
+            out(s);
         }
         if r.left() > 0 {
             return Err(BucketError::Trailing(r.left()));
         }
-        Ok(statuses)
+        Ok(())
     }
 }
 
@@ -635,7 +661,19 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, BucketError> {
         Ok(le_u64(self.take(8)?))
     }
+    #[inline]
     fn varint(&mut self) -> Result<u64, BucketError> {
+        // Most values (counts, small deltas) are one byte.
+        if let Some(&b) = self.b.get(self.at)
+            && b < 0x80
+        {
+            self.at += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, BucketError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self

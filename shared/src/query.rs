@@ -8,6 +8,7 @@
 use crate::api::action::Measure;
 use crate::api::render::Point;
 use crate::api::request::QueryRequest;
+use crate::bucket::MINUTES;
 use crate::domain::DomainName;
 use crate::published;
 use crate::store::{Store, StoreError};
@@ -35,48 +36,55 @@ pub async fn series(
     // Minutes are summed as they are walked, before the watermark is known: the slots after it
     // are cut off below. Sums are u128: 500 domains x 1,440 minutes of 2^64 - 1 still fit.
     let span = ((hi.0 - first.0) / step + 1) as usize;
-    let mut slots: Vec<Point> = (0..span)
-        .map(|i| Point::empty(Minute(first.0 + i as i64 * step)))
-        .collect();
-    // Each wanted day's first minute, counted from the first slot.
-    let offsets: Vec<i64> = wanted
-        .iter()
-        .map(|(_, d)| d.first_minute().0 - first.0)
-        .collect();
-    let (width, step_u) = ((hi.0 - lo.0) as u64, step as u64);
-    // The slot a minute of the w-th wanted day falls in, if any. Minutes before the first slot
-    // wrap to large values and fall out with those after.
-    let place = |w: usize, minute: usize| -> Option<usize> {
-        let at = (offsets[w] + minute as i64) as u64;
-        (at <= width).then_some((if step_u == 1 { at } else { at / step_u }) as usize)
-    };
     let spec = req.action.spec();
     let bytes_only = matches!(spec.measure, Measure::Bytes | Measure::Bits) && !spec.https;
     let codes = spec.measure == Measure::Codes;
+    let mut sums = Sums::new(span, !bytes_only);
+    // For each day, the slot of each of its minutes (or none): worked out once per day, not per
+    // domain and minute.
+    let mut tables: Vec<Option<Box<[u32; MINUTES]>>> = vec![None; days.len()];
     let snap = published::visit_parts(store, &wanted, |w, part| {
+        let d = w % days.len();
+        let table: &[u32; MINUTES] = tables[d].get_or_insert_with(|| {
+            let offset = days[d].first_minute().0 - first.0;
+            let mut t = Box::new([NONE; MINUTES]);
+            for (m, slot) in t.iter_mut().enumerate() {
+                let at = offset + m as i64;
+                if (0..=hi.0 - lo.0).contains(&at) {
+                    *slot = (at / step) as u32;
+                }
+            }
+            t
+        });
         if bytes_only {
             return part.bytes(|minute, bytes| {
-                if let Some(i) = place(w, minute) {
-                    slots[i].bytes += u128::from(bytes);
+                if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
+                    sums.bytes[i as usize] += u128::from(bytes);
                 }
             });
         }
-        let statuses = part.rows(|minute, bytes, requests, https| {
-            if let Some(i) = place(w, minute) {
-                let p = &mut slots[i];
-                p.bytes += u128::from(bytes);
-                p.requests += u128::from(requests);
-                p.https += u128::from(https);
+        let Sums {
+            bytes: b,
+            https: h,
+            requests: r,
+            codes: c,
+        } = &mut sums;
+        let add = |minute: usize, bytes: u64, requests: u64, https: u64| {
+            if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
+                let i = i as usize;
+                b[i] += u128::from(bytes);
+                r[i] += u128::from(requests);
+                h[i] += u128::from(https);
             }
-        })?;
-        if codes {
-            for s in statuses {
-                if let Some(i) = place(w, usize::from(s.minute)) {
-                    slots[i].add_code(s.code, s.count);
-                }
-            }
+        };
+        if !codes {
+            return part.measures(add);
         }
-        Ok(())
+        part.rows_and_statuses(add, |s| {
+            if let Some(&i) = table.get(usize::from(s.minute)).filter(|&&i| i != NONE) {
+                c.add(i as usize, s.code, s.count, span);
+            }
+        })
     })
     .await?;
     let Some(mark) = snap.watermark else {
@@ -86,13 +94,92 @@ pub async fn series(
     if last < first {
         return Ok(Vec::new());
     }
-    slots.truncate(((last.0 - first.0) / step + 1) as usize);
-    if codes {
-        for p in &mut slots {
-            p.codes.sort_unstable();
+    let slots = ((last.0 - first.0) / step + 1) as usize;
+    Ok((0..slots)
+        .map(|i| {
+            let mut p = Point::empty(Minute(first.0 + i as i64 * step));
+            p.bytes = sums.bytes[i];
+            if !bytes_only {
+                p.https = sums.https[i];
+                p.requests = sums.requests[i];
+            }
+            if codes {
+                p.codes = sums.codes.at(i);
+            }
+            p
+        })
+        .collect())
+}
+
+/// A minute that falls in no slot of the request.
+const NONE: u32 = u32::MAX;
+
+/// The running sums of every slot, one column per measure.
+struct Sums {
+    bytes: Vec<u128>,
+    https: Vec<u128>,
+    requests: Vec<u128>,
+    codes: CodeSums,
+}
+
+impl Sums {
+    fn new(span: usize, every_measure: bool) -> Sums {
+        let column = |wanted: bool| vec![0u128; if wanted { span } else { 0 }];
+        Sums {
+            bytes: column(true),
+            https: column(every_measure),
+            requests: column(every_measure),
+            codes: CodeSums::default(),
         }
     }
-    Ok(slots)
+}
+
+/// Requests per (slot, status code): a column of slots per code seen, found through a table
+/// indexed by the code (status codes are three digits; others, which no cell holds, through
+/// the list).
+#[derive(Default)]
+struct CodeSums {
+    /// For each code below 1,000: its column + 1, or 0 if not seen yet.
+    index: Vec<u16>,
+    codes: Vec<u16>,
+    columns: Vec<Vec<u128>>,
+}
+
+impl CodeSums {
+    fn add(&mut self, slot: usize, code: u16, count: u64, span: usize) {
+        if self.index.is_empty() {
+            self.index = vec![0; 1000];
+        }
+        let column = match self.index.get(usize::from(code)) {
+            Some(&n) if n > 0 => usize::from(n - 1),
+            _ => match self.codes.iter().position(|&c| c == code) {
+                Some(n) => n,
+                None => {
+                    self.codes.push(code);
+                    self.columns.push(vec![0; span]);
+                    let n = self.codes.len() - 1;
+                    if let Some(slot) = self.index.get_mut(usize::from(code)) {
+                        *slot = (n + 1) as u16;
+                    }
+                    n
+                }
+            },
+        };
+        self.columns[column][slot] += u128::from(count);
+    }
+
+    /// A slot's codes with their counts, ascending by code, without the codes it has none of.
+    fn at(&self, slot: usize) -> Vec<(u16, u128)> {
+        let mut out: Vec<(u16, u128)> = self
+            .codes
+            .iter()
+            .zip(&self.columns)
+            .filter(|(_, col)| col[slot] > 0)
+            .map(|(&code, col)| (code, col[slot]))
+            .collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 /// The domains with anything published on a day of the request's range that `readable` lets

@@ -1,7 +1,9 @@
 //! The three queries of BENCH.md section 2, in process through the router (parse, read the local
-//! store, sum, render), with p50 and p99 against the targets; then the first one with auth on.
+//! store, sum, render), with p50 and p99 against the targets; the sibling actions (traffic with
+//! HTTPS at 300 s over 100 domains, status codes over 24 h); then the first one with auth on.
 //!
-//! `cargo bench -p srctraffic-api --bench query` (set `QUERY_BENCH_ITERS` to change the count).
+//! `cargo bench -p srctraffic-api --bench query` (set `QUERY_BENCH_ITERS` to change the count,
+//! `QUERY_BENCH_ONLY` to run only the cases whose action or name holds that text).
 //! The store is 100 domains x 8 days of buckets with traffic in every minute, as the batch writes;
 //! then a store of published segments not yet folded, as frequent small runs leave it.
 
@@ -46,8 +48,10 @@ fn main() {
             .collect::<Vec<_>>()
             .join(",")
     };
+    const RT: &str = "DescribeDomainRealTimeSrcTrafficData";
     let cases = [
         (
+            RT,
             "24 h, 1 domain, Interval 60",
             domains(1),
             "2019-12-10T00:00:00Z",
@@ -56,6 +60,7 @@ fn main() {
             2.0,
         ),
         (
+            RT,
             "24 h, 100 domains, Interval 60",
             domains(100),
             "2019-12-10T00:00:00Z",
@@ -64,6 +69,7 @@ fn main() {
             20.0,
         ),
         (
+            RT,
             "7 days, 10 domains, Interval 300",
             domains(10),
             "2019-12-04T00:00:00Z",
@@ -71,9 +77,63 @@ fn main() {
             2.0,
             8.0,
         ),
+        (
+            "DescribeDomainSrcTrafficData",
+            "24 h, 100 domains, Interval 300, with HttpsValue",
+            domains(100),
+            "2019-12-10T00:00:00Z",
+            "300",
+            f64::NAN,
+            5.0,
+        ),
+        (
+            "DescribeDomainSrcBpsData",
+            "24 h, 100 domains, Interval 300, bit/s",
+            domains(100),
+            "2019-12-10T00:00:00Z",
+            "300",
+            f64::NAN,
+            5.0,
+        ),
+        (
+            "DescribeDomainSrcQpsData",
+            "24 h, 100 domains, Interval 300, requests/s",
+            domains(100),
+            "2019-12-10T00:00:00Z",
+            "300",
+            f64::NAN,
+            5.0,
+        ),
+        (
+            "DescribeDomainSrcHttpCodeData",
+            "24 h, 1 domain, Interval 300, status codes",
+            domains(1),
+            "2019-12-10T00:00:00Z",
+            "300",
+            f64::NAN,
+            5.0,
+        ),
+        (
+            "DescribeDomainRealTimeSrcHttpCodeData",
+            "24 h, 1 domain, Interval 60, status codes",
+            domains(1),
+            "2019-12-10T00:00:00Z",
+            "60",
+            f64::NAN,
+            5.0,
+        ),
+        (
+            "DescribeDomainSrcHttpCodeData",
+            "24 h, 100 domains, Interval 300, status codes",
+            domains(100),
+            "2019-12-10T00:00:00Z",
+            "300",
+            f64::NAN,
+            5.0,
+        ),
     ];
-    println!("| query | points | p50 ms | p99 ms | target p50 / p99 ms |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| action | query | points | p50 ms | p99 ms | target p50 / p99 ms |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     let measure = |app: &axum::Router, uris: &mut dyn Iterator<Item = String>| {
         let mut run = || {
             let req = Request::get(uris.next().expect("enough requests"))
@@ -104,12 +164,27 @@ fn main() {
         };
         (points, pct(0.50), pct(0.99))
     };
-    for (name, doms, start, iv, t50, t99) in &cases {
+    let target = |t: f64| {
+        if t.is_nan() {
+            "-".to_owned()
+        } else {
+            t.to_string()
+        }
+    };
+    // QUERY_BENCH_ONLY=text runs the cases whose action or name holds it (for profiling).
+    let only = std::env::var("QUERY_BENCH_ONLY").unwrap_or_default();
+    for (action, name, doms, start, iv, t50, t99) in &cases {
+        if !action.contains(&only) && !name.contains(&only) {
+            continue;
+        }
         let uri = format!(
-            "/?Action=DescribeDomainRealTimeSrcTrafficData&DomainName={doms}&StartTime={start}&EndTime={NOW}&Interval={iv}&Format=JSON"
+            "/?Action={action}&DomainName={doms}&StartTime={start}&EndTime={NOW}&Interval={iv}&Format=JSON"
         );
         let (points, p50, p99) = measure(&app, &mut std::iter::repeat(uri));
-        println!("| {name} | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |");
+        println!(
+            "| {action} | {name} | {points} | {p50:.3} | {p99:.3} | {} / {t99} |",
+            target(*t50)
+        );
     }
     // The first query again with auth on: every request V1-signed with its own nonce, by many
     // keys in turn so that none nears 10 calls per second. Signed ahead, outside the timing.
@@ -125,7 +200,7 @@ fn main() {
     state.auth = Some(Arc::new(Authenticator::new(creds)));
     let signed_app = router(state);
     let stamp = ApiTime::from_unix_seconds(Clock::System.now_unix()).to_string();
-    let (name, doms, start, iv, t50, t99) = &cases[0];
+    let (_, name, doms, start, iv, t50, t99) = &cases[0];
     let mut signed = (0..iters + iters / 10 + 1).map(|n| {
         let k = n % keys;
         let mut p: Vec<(String, String)> = [
@@ -153,7 +228,9 @@ fn main() {
         format!("/?{query}")
     });
     let (points, p50, p99) = measure(&signed_app, &mut signed);
-    println!("| {name}, auth on (V1-signed) | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |");
+    println!(
+        "| {RT} | {name}, auth on (V1-signed) | {points} | {p50:.3} | {p99:.3} | {t50} / {t99} |"
+    );
 
     // The store 40 small runs over 1,000 domains leave on a day that is not over: no base
     // buckets, five merged segments of eight runs each (what compaction keeps it to). A query
@@ -167,7 +244,7 @@ fn main() {
     );
     let (points, p50, p99) = measure(&seg_app, &mut std::iter::repeat(uri));
     println!(
-        "| 24 h, 1 domain, Interval 60, after 40 small runs (5 merged segments, no base) | {points} | {p50:.3} | {p99:.3} | - / 1 |"
+        "| {RT} | 24 h, 1 domain, Interval 60, after 40 small runs (5 merged segments, no base) | {points} | {p50:.3} | {p99:.3} | - / 1 |"
     );
 }
 
@@ -234,6 +311,19 @@ async fn fill(store: &LocalStore) {
                 *v = seed % 10_000_000;
             }
             b.apply(RunId::random(), &delta).expect("bench totals fit");
+            // Every cell measure, as real logs fill them: requests, HTTPS bytes, four codes.
+            for (m, &bytes) in delta.iter().enumerate() {
+                let requests = 50 + bytes % 200;
+                b.requests[m] = requests;
+                b.https[m] = bytes / 10 * 7;
+                for (code, share) in [(200u16, 80), (206, 10), (304, 6), (404, 4)] {
+                    b.statuses.push(srctraffic::bucket::StatusCount {
+                        minute: m as u16,
+                        code,
+                        count: requests * share / 100,
+                    });
+                }
+            }
             store
                 .put(&keys::bucket(day, &d), b.encode(), Precondition::None)
                 .await

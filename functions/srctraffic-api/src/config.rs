@@ -39,6 +39,10 @@ pub struct Cli {
     /// A fixed data clock (yyyy-MM-ddTHH:mm:ssZ) for replayed logs; never used for signatures.
     #[arg(long, env = "SRCTRAFFIC_NOW", global = true)]
     pub now: Option<String>,
+    /// Serve the console page at `GET /console`: `on` or `off`. Default: on for `serve`, off
+    /// under AWS Lambda.
+    #[arg(long, env = "SRCTRAFFIC_CONSOLE", value_enum, global = true)]
+    pub console: Option<Toggle>,
     /// What to do; under AWS Lambda this is ignored and Lambda events are served.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -50,6 +54,15 @@ pub enum Auth {
     /// Every request must carry a valid signature.
     On,
     /// No signature checks: local use only.
+    Off,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    /// On.
+    On,
+    /// Off.
     Off,
 }
 

@@ -31,6 +31,8 @@ pub struct AppState {
     pub started: Instant,
     /// Log the time from start to the first answer (under Lambda: its cold start).
     pub log_cold_start: bool,
+    /// The console page, when it is served (`GET /console`).
+    pub console: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -42,7 +44,15 @@ impl AppState {
             auth: None,
             started: Instant::now(),
             log_cold_start: false,
+            console: None,
         }
+    }
+
+    /// Serves the console page at `GET /console`, told whether requests must be signed.
+    pub fn with_console(mut self) -> AppState {
+        let page = crate::console::page(self.auth.is_some(), &self.clock);
+        self.console = Some(page.into());
+        self
     }
 }
 
@@ -59,6 +69,11 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    if let Some(page) = &state.console
+        && crate::console::is_page_request(method.as_str(), uri.path())
+    {
+        return console_response(page);
+    }
     let request_id = uuid_upper();
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let raw = RawRequest {
@@ -175,6 +190,21 @@ async fn check<'s>(
         }
     }
     Ok((req, key))
+}
+
+fn console_response(page: &Arc<str>) -> Response<Body> {
+    let mut resp = Response::new(Body::from(page.as_bytes().to_vec()));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::console::CSP),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 fn into_response(r: Rendered, request_id: &str) -> Response<Body> {

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use srctraffic::store::Patience;
-use srctraffic_api::config::{Auth, Command};
+use srctraffic_api::config::{Auth, Command, Toggle};
 use srctraffic_api::{AppState, Cli, router};
 
 #[tokio::main]
@@ -51,6 +51,13 @@ async fn main() -> anyhow::Result<()> {
         state.auth = Some(std::sync::Arc::new(
             srctraffic::auth::Authenticator::with_guard(creds, guard),
         ));
+    }
+    // A local server serves the console unless told not to; Lambda only when asked.
+    if cli.console.map_or(!on_lambda, |c| c == Toggle::On) {
+        state = state.with_console();
+        if !on_lambda {
+            tracing::info!("console at /console");
+        }
     }
     let app = router(state);
     if on_lambda {

@@ -145,11 +145,24 @@ impl Action {
 /// to even, as Rust's float formatting does), then trailing zeros and a bare point dropped.
 pub fn format_rate(x: f64) -> String {
     let mut s = format!("{x:.2}");
-    if s.contains('.') {
-        let keep = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(keep);
+    s.truncate(trim_rate(s.as_bytes()));
+    s
+}
+
+/// How much of a number written with `{:.2}` to keep: without trailing zeros after the point,
+/// and without a bare point.
+pub fn trim_rate(s: &[u8]) -> usize {
+    if !s.contains(&b'.') {
+        return s.len();
     }
-    if s == "-0" { "0".to_owned() } else { s }
+    let mut n = s.len();
+    while n > 0 && s[n - 1] == b'0' {
+        n -= 1;
+    }
+    if n > 0 && s[n - 1] == b'.' {
+        n -= 1;
+    }
+    n
 }
 
 /// `num / den` as a double, each side converted once: exact below 2^53, as the SDK tests'

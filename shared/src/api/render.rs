@@ -1,7 +1,7 @@
 //! The only place that turns answers into bytes: each action's success document and the error
 //! document, each in JSON and in XML, from one description written once through [`Doc`].
 
-use super::action::{Measure, format_rate, ratio};
+use super::action::{Measure, ratio, trim_rate};
 use super::error::ApiError;
 use super::request::{Format, QueryRequest};
 use crate::time::Minute;
@@ -33,15 +33,6 @@ impl Point {
             https: 0,
             requests: 0,
             codes: Vec::new(),
-        }
-    }
-
-    /// Counts `count` more requests answered with `code`. A slot sees a handful of codes, so a
-    /// scan beats a map; [`crate::query::series`] sorts them at the end.
-    pub fn add_code(&mut self, code: u16, count: u64) {
-        match self.codes.iter_mut().find(|(c, _)| *c == code) {
-            Some((_, n)) => *n += u128::from(count),
-            None => self.codes.push((code, u128::from(count))),
         }
     }
 }
@@ -85,13 +76,13 @@ pub fn render_success(
                 }
             }
             Measure::Bits => {
-                doc.raw("Value", &format_rate(ratio(p.bytes * 8, secs)));
+                doc.rate("Value", ratio(p.bytes * 8, secs));
                 if spec.https {
-                    doc.raw("HttpsValue", &format_rate(ratio(p.https * 8, secs)));
+                    doc.rate("HttpsValue", ratio(p.https * 8, secs));
                 }
             }
             Measure::Requests => {
-                doc.raw("Value", &format_rate(ratio(p.requests, secs)));
+                doc.rate("Value", ratio(p.requests, secs));
             }
             Measure::Codes => {
                 doc.open("Value");
@@ -101,7 +92,7 @@ pub fn render_success(
                     for &(code, count) in &p.codes {
                         doc.open_item(spec.code_item);
                         doc.number("Code", code);
-                        doc.raw("Proportion", &format_rate(ratio(count * 100, p.requests)));
+                        doc.rate("Proportion", ratio(count * 100, p.requests));
                         doc.number("Count", count);
                         doc.close_item(spec.code_item);
                     }
@@ -208,6 +199,16 @@ impl Doc {
     fn number(&mut self, name: &str, value: impl std::fmt::Display) {
         self.value_with(name, |out| {
             let _ = write!(out, "{value}");
+        });
+    }
+
+    /// A rate, formatted as [`super::action::format_rate`] does, straight into the document.
+    fn rate(&mut self, name: &str, value: f64) {
+        self.value_with(name, |out| {
+            let start = out.len();
+            let _ = write!(out, "{value:.2}");
+            let keep = trim_rate(&out[start..]);
+            out.truncate(start + keep);
         });
     }
 

@@ -2,6 +2,7 @@
 //! event JSON through `lambda_http::request::from_str` into the same router.
 
 mod auth;
+mod console;
 mod errors;
 mod family;
 mod helpers;
