@@ -521,14 +521,14 @@ impl<'a> Parsed<'a> {
         f: impl FnMut(usize, u64, u64, u64),
     ) -> Result<Vec<StatusCount>, BucketError> {
         let mut statuses = Vec::new();
-        self.visit(f, Some(&mut |s| statuses.push(s)))?;
+        self.visit(f, Some(|s| statuses.push(s)))?;
         Ok(statuses)
     }
 
     /// [`Parsed::rows`] without the status counts, which are left unread: what a query of
     /// bytes, HTTPS bytes or requests needs.
     pub fn measures(&self, f: impl FnMut(usize, u64, u64, u64)) -> Result<(), BucketError> {
-        self.visit(f, None)
+        self.visit(f, None::<fn(StatusCount)>)
     }
 
     /// [`Parsed::rows`] with each status count handed to `g` as it is read, in (minute, code)
@@ -536,15 +536,15 @@ impl<'a> Parsed<'a> {
     pub fn rows_and_statuses(
         &self,
         f: impl FnMut(usize, u64, u64, u64),
-        mut g: impl FnMut(StatusCount),
+        g: impl FnMut(StatusCount),
     ) -> Result<(), BucketError> {
-        self.visit(f, Some(&mut g))
+        self.visit(f, Some(g))
     }
 
     fn visit(
         &self,
         mut f: impl FnMut(usize, u64, u64, u64),
-        statuses: Option<&mut dyn FnMut(StatusCount)>,
+        statuses: Option<impl FnMut(StatusCount)>,
     ) -> Result<(), BucketError> {
         let mut r = Reader {
             b: self.rows,
@@ -588,7 +588,7 @@ impl<'a> Parsed<'a> {
         if requests.left() > 0 || https.left() > 0 {
             return Err(BucketError::Trailing(requests.left() + https.left()));
         }
-        let Some(out) = statuses else {
+        let Some(mut out) = statuses else {
             return Ok(());
         };
         let n = r.u32()? as usize;
@@ -674,24 +674,25 @@ impl<'a> Reader<'a> {
     }
 
     fn varint_long(&mut self) -> Result<u64, BucketError> {
+        let rest = self.b.get(self.at..).unwrap_or_default();
         let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self
-                .b
-                .get(self.at)
-                .ok_or(BucketError::Truncated(self.b.len() + 4))?;
-            self.at += 1;
+        for (i, &b) in rest.iter().take(10).enumerate() {
             let bits = u64::from(b & 0x7f);
             // The tenth byte may hold one bit only.
-            if shift == 63 && bits > 1 {
+            if i == 9 && bits > 1 {
                 return Err(BucketError::BadRow(MINUTES));
             }
-            v |= bits << shift;
+            v |= bits << (7 * i);
             if b & 0x80 == 0 {
+                self.at += i + 1;
                 return Ok(v);
             }
         }
-        Err(BucketError::BadRow(MINUTES))
+        if rest.len() < 10 {
+            Err(BucketError::Truncated(self.b.len() + 4))
+        } else {
+            Err(BucketError::BadRow(MINUTES))
+        }
     }
 }
 
