@@ -414,7 +414,8 @@ impl DayBucket {
         DayBucket::parse_checked_for(b, domain, day, true)
     }
 
-    /// [`DayBucket::parse_for`] of bytes whose checksum this process has verified already.
+    /// [`DayBucket::parse_for`] without verifying the checksum: for bytes verified already, or
+    /// to read a header ahead of a decode that verifies them.
     pub fn parse_verified_for<'a>(
         b: &'a [u8],
         domain: &DomainName,

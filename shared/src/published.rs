@@ -139,8 +139,6 @@ fn pending<'m>(m: &'m Manifest, days: &[Day]) -> Vec<(&'m Published, RunId)> {
 struct Part {
     key: String,
     bytes: Vec<u8>,
-    /// Its checksum was verified when it was gathered.
-    verified: bool,
 }
 
 /// Gathers, for each wanted (domain, day), the objects whose sum it is: checked against the
@@ -163,20 +161,21 @@ async fn attempt(
             held.push(Vec::new());
             continue;
         };
-        let p = DayBucket::parse_for(&bytes, domain, *day).map_err(|e| StoreError::Corrupt {
+        // The header alone for now: the checksum is verified when the part is decoded, so
+        // that the object is walked once, while it is in the cache.
+        let corrupt = |e: crate::bucket::BucketError| StoreError::Corrupt {
             key: key.clone(),
             reason: e.to_string(),
-        })?;
-        // Folded by a compaction newer than this manifest: read again.
+        };
+        let p = DayBucket::parse_verified_for(&bytes, domain, *day).map_err(corrupt)?;
+        // Folded by a compaction newer than this manifest: read again (unless the header only
+        // says so because the object is damaged).
         if p.seq > m.seq {
+            DayBucket::parse_for(&bytes, domain, *day).map_err(corrupt)?;
             return Ok(Attempt::Again);
         }
         held.push(p.runs);
-        parts.push(vec![Part {
-            key,
-            bytes,
-            verified: true,
-        }]);
+        parts.push(vec![Part { key, bytes }]);
     }
 
     let mut days: Vec<Day> = wanted.iter().map(|(_, d)| *d).collect();
@@ -246,7 +245,6 @@ async fn attempt(
         parts[w].push(Part {
             key: seg_keys[s].clone(),
             bytes,
-            verified: false,
         });
     }
     Ok(Attempt::Done(parts))
@@ -282,12 +280,7 @@ pub async fn visit_parts(
     let (snap, parts) = gather(store, wanted).await?;
     for (w, (parts, (domain, day))) in parts.iter().zip(wanted).enumerate() {
         for part in parts {
-            let parsed = if part.verified {
-                DayBucket::parse_verified_for(&part.bytes, domain, *day)
-            } else {
-                DayBucket::parse_for(&part.bytes, domain, *day)
-            };
-            parsed
+            DayBucket::parse_for(&part.bytes, domain, *day)
                 .and_then(|p| f(w, &p))
                 .map_err(|e| corrupt(&part.key, e))?;
         }
