@@ -482,8 +482,7 @@ impl<'a> Parsed<'a> {
     /// the minutes and the bytes: what a query needs.
     pub fn bytes(&self, mut f: impl FnMut(usize, u64)) -> Result<(), BucketError> {
         if self.version == 1 {
-            self.rows(|m, b, _, _| f(m, b))?;
-            return Ok(());
+            return self.visit(MINUTES - 1, |m, b, _, _| f(m, b), None::<fn(StatusCount)>);
         }
         let mut r = Reader {
             b: self.rows,
@@ -522,28 +521,37 @@ impl<'a> Parsed<'a> {
         f: impl FnMut(usize, u64, u64, u64),
     ) -> Result<Vec<StatusCount>, BucketError> {
         let mut statuses = Vec::new();
-        self.visit(f, Some(|s| statuses.push(s)))?;
+        self.visit(MINUTES - 1, f, Some(|s| statuses.push(s)))?;
         Ok(statuses)
     }
 
-    /// [`Parsed::rows`] without the status counts, which are left unread: what a query of
-    /// bytes, HTTPS bytes or requests needs.
-    pub fn measures(&self, f: impl FnMut(usize, u64, u64, u64)) -> Result<(), BucketError> {
-        self.visit(f, None::<fn(StatusCount)>)
+    /// [`Parsed::rows`] up to minute `last` of the day (the rest left unread, the status counts
+    /// too): what a query of bytes, HTTPS bytes or requests needs. The checksum covers what is
+    /// left unread.
+    pub fn measures(
+        &self,
+        last: usize,
+        f: impl FnMut(usize, u64, u64, u64),
+    ) -> Result<(), BucketError> {
+        self.visit(last, f, None::<fn(StatusCount)>)
     }
 
-    /// [`Parsed::rows`] with each status count handed to `g` as it is read, in (minute, code)
-    /// order, instead of collected.
+    /// [`Parsed::rows`] up to minute `last`, with each status count of those minutes handed to
+    /// `g` as it is read, in (minute, code) order, instead of collected.
     pub fn rows_and_statuses(
         &self,
+        last: usize,
         f: impl FnMut(usize, u64, u64, u64),
         g: impl FnMut(StatusCount),
     ) -> Result<(), BucketError> {
-        self.visit(f, Some(g))
+        self.visit(last, f, Some(g))
     }
 
+    /// Walks the rows up to minute `last` (all of them, with every check of the encoding, when
+    /// `last` is the day's last minute).
     fn visit(
         &self,
+        last: usize,
         mut f: impl FnMut(usize, u64, u64, u64),
         statuses: Option<impl FnMut(StatusCount)>,
     ) -> Result<(), BucketError> {
@@ -578,7 +586,12 @@ impl<'a> Parsed<'a> {
             },
             at: 0,
         };
+        let mut stopped = false;
         for (&m, chunk) in minutes.iter().zip(bytes.chunks_exact(8)) {
+            if usize::from(m) > last {
+                stopped = true;
+                break;
+            }
             f(
                 usize::from(m),
                 le_u64(chunk),
@@ -586,7 +599,7 @@ impl<'a> Parsed<'a> {
                 https.varint()?,
             );
         }
-        if requests.left() > 0 || https.left() > 0 {
+        if !stopped && (requests.left() > 0 || https.left() > 0) {
             return Err(BucketError::Trailing(requests.left() + https.left()));
         }
         let Some(mut out) = statuses else {
@@ -594,7 +607,7 @@ impl<'a> Parsed<'a> {
         };
         let n = r.u32()? as usize;
         let mut prev = 0u64;
-        let mut last: Option<(u16, u16)> = None;
+        let mut before: Option<(u16, u16)> = None;
         for _ in 0..n {
             let minute = prev.saturating_add(r.varint()?);
             let code = r.varint()?;
@@ -607,10 +620,13 @@ impl<'a> Parsed<'a> {
                 count: r.varint()?,
             };
             prev = minute;
-            if usize::from(s.minute) >= MINUTES || last.is_some_and(|l| l >= (s.minute, s.code)) {
+            if usize::from(s.minute) >= MINUTES || before.is_some_and(|l| l >= (s.minute, s.code)) {
                 return Err(BucketError::BadRow(usize::from(s.minute)));
             }
-            last = Some((s.minute, s.code));
+            if usize::from(s.minute) > last {
+                return Ok(());
+            }
+            before = Some((s.minute, s.code));
             out(s);
         }
         if r.left() > 0 {
@@ -715,6 +731,46 @@ mod tests {
     fn a_bucket_round_trips() {
         let b = sample();
         assert_eq!(DayBucket::decode(&b.encode()).unwrap(), b);
+    }
+
+    #[test]
+    fn a_walk_up_to_a_minute_stops_there_and_a_whole_walk_sees_everything() {
+        let mut b = sample();
+        for (m, code) in [(10u16, 200u16), (10, 404), (1200, 200), (1439, 502)] {
+            b.requests[usize::from(m)] += 1;
+            b.https[usize::from(m)] += 3;
+            b.statuses.push(StatusCount {
+                minute: m,
+                code,
+                count: 1,
+            });
+        }
+        b.minutes[10] = 1;
+        let enc = b.encode();
+        let p = DayBucket::parse(&enc).unwrap();
+        let walk = |last: usize| {
+            let (mut rows, mut codes) = (Vec::new(), Vec::new());
+            p.rows_and_statuses(
+                last,
+                |m, b, r, h| rows.push((m, b, r, h)),
+                |s| codes.push(s),
+            )
+            .unwrap();
+            (rows, codes)
+        };
+        let (rows, codes) = walk(1200);
+        assert_eq!(rows, [(10, 1, 2, 6), (1200, 7, 1, 3)]);
+        assert_eq!(
+            codes.iter().map(|s| (s.minute, s.code)).collect::<Vec<_>>(),
+            [(10, 200), (10, 404), (1200, 200)]
+        );
+        let (rows, codes) = walk(MINUTES - 1);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(codes.len(), 4);
+        assert_eq!(p.rows(|_, _, _, _| {}).unwrap(), b.statuses);
+        let mut seen = 0;
+        p.measures(9, |_, _, _, _| seen += 1).unwrap();
+        assert_eq!(seen, 0);
     }
 
     #[test]

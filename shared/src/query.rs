@@ -42,10 +42,13 @@ pub async fn series(
     let mut sums = Sums::new(span, !bytes_only);
     // For each day, the slot of each of its minutes (or none): worked out once per day, not per
     // domain and minute.
-    let mut tables: Vec<Option<Box<[u32; MINUTES]>>> = vec![None; days.len()];
+    // With it, the day's last minute in range: the rows after it are not even decoded (a 24-hour
+    // window needs a few minutes of its second day).
+    type Table = (Box<[u32; MINUTES]>, usize);
+    let mut tables: Vec<Option<Table>> = vec![None; days.len()];
     let snap = published::visit_parts(store, &wanted, |w, part| {
         let d = w % days.len();
-        let table: &[u32; MINUTES] = tables[d].get_or_insert_with(|| {
+        let (table, last) = tables[d].get_or_insert_with(|| {
             let offset = days[d].first_minute().0 - first.0;
             let mut t = Box::new([NONE; MINUTES]);
             for (m, slot) in t.iter_mut().enumerate() {
@@ -54,8 +57,10 @@ pub async fn series(
                     *slot = (at / step) as u32;
                 }
             }
-            t
+            let last = t.iter().rposition(|&i| i != NONE).unwrap_or(0);
+            (t, last)
         });
+        let (table, last): (&[u32; MINUTES], usize) = (table, *last);
         if bytes_only {
             return part.bytes(|minute, bytes| {
                 if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
@@ -78,9 +83,9 @@ pub async fn series(
             }
         };
         if !codes {
-            return part.measures(add);
+            return part.measures(last, add);
         }
-        part.rows_and_statuses(add, |s| {
+        part.rows_and_statuses(last, add, |s| {
             if let Some(&i) = table.get(usize::from(s.minute)).filter(|&&i| i != NONE) {
                 c.add(i as usize, s.code, s.count, span);
             }
