@@ -4,6 +4,7 @@
 # signing on over a day of generated logs. Screenshots are kept in target/browser-test/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/api-server.sh
 if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q chromium chromium-driver > /dev/null 2>&1 ||
@@ -25,12 +26,7 @@ target/debug/srctraffic-batch aggregate --store "$tmp/store" --now 2019-12-11T00
 cat > "$tmp/creds.json" <<'JSON'
 {"keys": [{"access_key_id": "tenant", "access_key_secret": "tenant-secret", "domains": ["*.example.com"]}]}
 JSON
-RUST_LOG=warn target/debug/srctraffic-api serve --listen 127.0.0.1:0 --store "$tmp/store" \
-  --credentials "$tmp/creds.json" --now 2019-12-11T00:00:00Z > "$tmp/out" 2> "$tmp/err" &
-server=$!
-for _ in $(seq 300); do grep -q listening "$tmp/out" && break; sleep 0.1; done
-addr=$(sed -n 's|listening on http://||p' "$tmp/out")
-[ -n "$addr" ] || { cat "$tmp/err"; exit 1; }
+start_api "$tmp"
 # The two busiest domains (gen-logs' Zipf law puts them first).
 busiest=$(cut -d, -f1 "$tmp/logs.truth.csv" | sed 1d | sort | uniq -c | sort -rn | awk 'NR<=2 {print $2}')
 a=$(echo "$busiest" | sed -n 1p)

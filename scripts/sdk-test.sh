@@ -3,6 +3,7 @@
 # .venv-sdk on first use), request signing on, over a store the batch fills.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/api-server.sh
 VENV=.venv-sdk
 if ! "$VENV/bin/python" -c 'import alibabacloud_cdn20180510, aliyunsdkcore, aliyunsdkcdn' 2>/dev/null; then
   python3 -m venv "$VENV"
@@ -24,11 +25,6 @@ cat > "$tmp/creds.json" <<'JSON'
   {"access_key_id": "other", "access_key_secret": "other-secret", "domains": ["other.org"]}
 ]}
 JSON
-RUST_LOG=warn target/debug/srctraffic-api serve --listen 127.0.0.1:0 --store "$tmp/store" \
-  --credentials "$tmp/creds.json" --now 2019-12-11T00:00:00Z > "$tmp/out" 2> "$tmp/err" &
-server=$!
-for _ in $(seq 300); do grep -q listening "$tmp/out" && break; sleep 0.1; done
-addr=$(sed -n 's|listening on http://||p' "$tmp/out")
-[ -n "$addr" ] || { cat "$tmp/err"; exit 1; }
+start_api "$tmp"
 "$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_sdks.py "$addr"
 "$VENV/bin/python" -W ignore functions/srctraffic-api/tests/sdk/test_family.py "$addr" "$tmp/gen.truth.measures.csv"
