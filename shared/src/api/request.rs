@@ -1,5 +1,6 @@
 //! From a raw HTTP request to a checked [`QueryRequest`]: parse, don't validate. Holding a
-//! `QueryRequest` means every rule of SPEC.md sections 1 and 3 held.
+//! `QueryRequest` means every rule of SPEC.md sections 1 and 3 held, with section 8's for the
+//! action asked for.
 
 use super::action::Action;
 use super::error::ApiError;
@@ -134,7 +135,8 @@ impl Interval {
     }
 
     /// The longest span one query of the non-real-time actions may ask for at this interval
-    /// (SPEC.md section 8): 3 days at 300 s, 31 at 3,600 s, 366 at 86,400 s.
+    /// (SPEC.md section 8): 3 days at 300 s, 31 at 3,600 s, 366 at 86,400 s (they do not offer
+    /// 60 s; a day, for completeness).
     pub fn longest_span_days(self) -> u16 {
         match self {
             Interval::Minute => 1,
@@ -267,7 +269,12 @@ pub fn parse_decoded(
     }
     let req = QueryRequest {
         action,
-        domain_param: domain_param.to_owned(),
+        // Every domain is answered as `""`, however the empty parameter was spelt.
+        domain_param: if domains.is_some() {
+            domain_param.to_owned()
+        } else {
+            String::new()
+        },
         domains,
         start,
         end,
@@ -502,6 +509,7 @@ mod tests {
         let r = sibling(wide, "Format=JSON").unwrap();
         assert_eq!((r.domains, r.domain_param.as_str()), (None, ""));
         assert!(sibling(wide, "DomainName=").unwrap().domains.is_none());
+        assert_eq!(sibling(wide, "DomainName=+%20").unwrap().domain_param, "");
         assert_eq!(
             sibling("DescribeDomainRealTimeSrcBpsData", "DomainName="),
             Err(ApiError::MissingParameter("DomainName"))
