@@ -11,11 +11,11 @@ use crate::api::request::QueryRequest;
 use crate::bucket::MINUTES;
 use crate::domain::DomainName;
 use crate::published;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, manifest};
 use crate::time::{Day, Minute};
 
-/// Computes the series for a request over `domains` (its own list, or for a request without
-/// one, the domains [`domains_with_data`] found for the caller).
+/// Computes the series for a request over `domains` (its own list; for a request without one,
+/// see [`series_of_all`]).
 pub async fn series(
     store: &dyn Store,
     req: &QueryRequest,
@@ -187,9 +187,35 @@ impl CodeSums {
     }
 }
 
+/// The series of a request that names no domain: the sum over every domain with anything
+/// published on a day of its range that `readable` lets the caller see. The domains are listed
+/// and summed at one manifest sequence number (listed again if a run was published in between),
+/// so a run is seen whole here too.
+pub async fn series_of_all(
+    store: &dyn Store,
+    req: &QueryRequest,
+    readable: impl Fn(&DomainName) -> bool,
+) -> Result<Vec<Point>, StoreError> {
+    for _ in 0..ATTEMPTS {
+        let before = manifest::read(store).await?.0.seq;
+        let domains = domains_with_data(store, req, &readable).await?;
+        let points = series(store, req, &domains).await?;
+        if manifest::read(store).await?.0.seq == before {
+            return Ok(points);
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the store changed under {ATTEMPTS} listings in a row"
+    )))
+}
+
+/// How many times [`series_of_all`] lists again before it gives up on a store that keeps
+/// changing.
+const ATTEMPTS: usize = 10;
+
 /// The domains with anything published on a day of the request's range that `readable` lets
-/// the caller see, sorted: what a non-real-time action without `DomainName` sums over.
-pub async fn domains_with_data(
+/// the caller see, sorted.
+async fn domains_with_data(
     store: &dyn Store,
     req: &QueryRequest,
     readable: impl Fn(&DomainName) -> bool,
@@ -363,6 +389,32 @@ mod tests {
             .map(|p| p.bytes)
             .collect();
         assert_eq!(bytes, [2200, 1100]);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_domains_sums_those_the_caller_may_read() {
+        let s = MemoryStore::new();
+        let mut data = BTreeMap::new();
+        data.insert(("a.com".to_owned(), m("2019-12-10T20:00:00Z")), 1);
+        data.insert(("b.com".to_owned(), m("2019-12-10T20:01:00Z")), 10);
+        data.insert(("c.org".to_owned(), m("2019-12-09T23:59:00Z")), 100);
+        data.insert(("d.org".to_owned(), m("2019-12-08T00:00:00Z")), 1000);
+        fill(&s, &data).await;
+        let start = ApiTime::parse("2019-12-09T00:00:00Z")
+            .unwrap()
+            .unix_seconds();
+        let mut req = request("a.com", start, start + 2 * 86_400 - 60, None);
+        req.action = crate::api::action::Action::from_name("DescribeDomainSrcTrafficData").unwrap();
+        req.interval = Interval::Day;
+        req.domains = None;
+        let total = |pts: Vec<Point>| pts.iter().map(|p| p.bytes).collect::<Vec<_>>();
+        // d.org has nothing in the range; the days are 2019-12-09 and 2019-12-10.
+        let all = series_of_all(&s, &req, |_| true).await.unwrap();
+        assert_eq!(total(all), [100, 11]);
+        let mine = series_of_all(&s, &req, |d| d.as_str().ends_with(".com"))
+            .await
+            .unwrap();
+        assert_eq!(total(mine), [0, 11]);
     }
 
     #[tokio::test]

@@ -140,8 +140,7 @@ async fn answer(
         Some(list) => query::series(store, req, list.names()).await,
         None => {
             let readable = |d: &DomainName| key.is_none_or(|k| k.allows_all([d]));
-            let domains = query::domains_with_data(store, req, readable).await?;
-            query::series(store, req, &domains).await
+            query::series_of_all(store, req, readable).await
         }
     }
 }
