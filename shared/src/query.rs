@@ -40,13 +40,13 @@ pub async fn series(
     let bytes_only = matches!(spec.measure, Measure::Bytes | Measure::Bits) && !spec.https;
     let codes = spec.measure == Measure::Codes;
     let mut sums = Sums::new(span, !bytes_only);
-    // For each day, the slot of each of its minutes (or none): worked out once per day, not per
-    // domain and minute.
-    // With it, the day's last minute in range: the rows after it are not even decoded (a 24-hour
-    // window needs a few minutes of its second day).
+    // For each day, the slot of each of its minutes (or none), worked out once per day rather
+    // than per domain and minute; and the day's last minute in range, after which rows are not
+    // even decoded (a 24-hour window needs a few minutes of its second day).
     type Table = (Box<[u32; MINUTES]>, usize);
     let mut tables: Vec<Option<Table>> = vec![None; days.len()];
     let snap = published::visit_parts(store, &wanted, |w, part| {
+        // `wanted` holds each domain's days in order.
         let d = w % days.len();
         let (table, last) = tables[d].get_or_insert_with(|| {
             let offset = days[d].first_minute().0 - first.0;
