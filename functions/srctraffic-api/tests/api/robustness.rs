@@ -21,7 +21,12 @@ fn value() -> impl Strategy<Value = String> {
             .collect::<Vec<_>>()
             .join(",")),
         Just("例え.テスト,ü.com".to_owned()),
-        Just("DescribeDomainRealTimeSrcTrafficData".to_owned()),
+        // Any action of the family, so that each one's rules meet the random rest.
+        proptest::sample::select(
+            srctraffic::Action::all()
+                .map(|a| a.name().to_owned())
+                .collect::<Vec<_>>()
+        ),
     ]
 }
 
