@@ -5,9 +5,9 @@
 //! [`Router`]: axum::Router
 
 /// Queries allocate a buffer per object read and free it at once; glibc's allocator hands such
-/// memory back to the kernel and faults it in again on the next query (a third of the time of a
-/// 100-domain query went to page faults). mimalloc keeps it. Declared in the library, so the
-/// function binary, its tests and its benchmarks all run with it.
+/// memory back to the kernel and faults it in again on the next query. mimalloc keeps it: a
+/// 24-hour query over 100 domains went from 6.0 to 3.8 ms p50 in the query bench. Declared in
+/// the library, so the function binary, its tests and its benchmarks all run with it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
