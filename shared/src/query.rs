@@ -87,7 +87,7 @@ pub async fn series(
         }
         part.rows_and_statuses(last, add, |s| {
             if let Some(&i) = table.get(usize::from(s.minute)).filter(|&&i| i != NONE) {
-                c.add(i as usize, s.code, s.count, span);
+                c.add(i as usize, s.code, s.count);
             }
         })
     })
@@ -134,7 +134,10 @@ impl Sums {
             bytes: column(true),
             https: column(every_measure),
             requests: column(every_measure),
-            codes: CodeSums::default(),
+            codes: CodeSums {
+                span,
+                ..CodeSums::default()
+            },
         }
     }
 }
@@ -144,6 +147,8 @@ impl Sums {
 /// the list).
 #[derive(Default)]
 struct CodeSums {
+    /// Slots in a column.
+    span: usize,
     /// For each code below 1,000: its column + 1, or 0 if not seen yet.
     index: Vec<u16>,
     codes: Vec<u16>,
@@ -151,7 +156,7 @@ struct CodeSums {
 }
 
 impl CodeSums {
-    fn add(&mut self, slot: usize, code: u16, count: u64, span: usize) {
+    fn add(&mut self, slot: usize, code: u16, count: u64) {
         if self.index.is_empty() {
             self.index = vec![0; 1000];
         }
@@ -161,7 +166,7 @@ impl CodeSums {
                 Some(n) => n,
                 None => {
                     self.codes.push(code);
-                    self.columns.push(vec![0; span]);
+                    self.columns.push(vec![0; self.span]);
                     let n = self.codes.len() - 1;
                     if let Some(slot) = self.index.get_mut(usize::from(code)) {
                         *slot = (n + 1) as u16;

@@ -26,8 +26,7 @@ pub fn page(auth_on: bool, clock: &Clock) -> String {
 
 /// Whether a request is for the page: `GET .../console`, under any stage prefix.
 pub fn is_page_request(method: &str, path: &str) -> bool {
-    method == "GET"
-        && (path == "/console" || path.ends_with("/console") || path.ends_with("/console/"))
+    method == "GET" && (path.ends_with("/console") || path.ends_with("/console/"))
 }
 
 #[cfg(test)]

@@ -141,28 +141,26 @@ impl Action {
     }
 }
 
-/// A rate as SPEC.md section 8 formats it: two digits after the point, correctly rounded (ties
-/// to even, as Rust's float formatting does), then trailing zeros and a bare point dropped.
-pub fn format_rate(x: f64) -> String {
-    let mut s = format!("{x:.2}");
-    s.truncate(trim_rate(s.as_bytes()));
-    s
-}
-
-/// How much of a number written with `{:.2}` to keep: without trailing zeros after the point,
-/// and without a bare point.
-pub fn trim_rate(s: &[u8]) -> usize {
-    if !s.contains(&b'.') {
-        return s.len();
+/// Appends a rate as SPEC.md section 8 formats it: two digits after the point, correctly
+/// rounded (ties to even, as Rust's float formatting does), then trailing zeros and a bare point
+/// dropped.
+pub fn write_rate(out: &mut Vec<u8>, x: f64) {
+    use std::io::Write;
+    let start = out.len();
+    // Writing into a `Vec` cannot fail.
+    let _ = write!(out, "{x:.2}");
+    // Only a number with a point has zeros to drop (`{:.2}` of a finite value always has one).
+    if !out[start..].contains(&b'.') {
+        return;
     }
-    let mut n = s.len();
-    while n > 0 && s[n - 1] == b'0' {
-        n -= 1;
+    let mut end = out.len();
+    while out[end - 1] == b'0' {
+        end -= 1;
     }
-    if n > 0 && s[n - 1] == b'.' {
-        n -= 1;
+    if out[end - 1] == b'.' {
+        end -= 1;
     }
-    n
+    out.truncate(end);
 }
 
 /// `num / den` as a double, each side converted once: exact below 2^53, as the SDK tests'
@@ -178,6 +176,12 @@ pub fn ratio(num: u128, den: u128) -> f64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn format_rate(x: f64) -> String {
+        let mut out = Vec::new();
+        write_rate(&mut out, x);
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn names_are_distinct_and_round_trip() {

@@ -1,7 +1,7 @@
 //! The only place that turns answers into bytes: each action's success document and the error
 //! document, each in JSON and in XML, from one description written once through [`Doc`].
 
-use super::action::{Measure, ratio, trim_rate};
+use super::action::{Measure, ratio, write_rate};
 use super::error::ApiError;
 use super::request::{Format, QueryRequest};
 use crate::time::Minute;
@@ -202,14 +202,9 @@ impl Doc {
         });
     }
 
-    /// A rate, formatted as [`super::action::format_rate`] does, straight into the document.
+    /// A rate ([`write_rate`]).
     fn rate(&mut self, name: &str, value: f64) {
-        self.value_with(name, |out| {
-            let start = out.len();
-            let _ = write!(out, "{value:.2}");
-            let keep = trim_rate(&out[start..]);
-            out.truncate(start + keep);
-        });
+        self.value_with(name, |out| write_rate(out, value));
     }
 
     fn raw_bytes(&mut self, name: &str, value: &[u8]) {

@@ -5,6 +5,7 @@
 
 use crate::auth::{nonce, now_stamp};
 use crate::helpers::*;
+use srctraffic::api::action::Measure;
 use srctraffic::auth::v1;
 use srctraffic::bucket::{DayBucket, StatusCount};
 use srctraffic::store::{LocalStore, Precondition, Store, keys, watermark};
@@ -151,24 +152,24 @@ fn expected(
         let ts = Minute(slot).to_string();
         let secs = iv as f64;
         let item = match spec.measure {
-            srctraffic::api::action::Measure::Bytes if spec.https => serde_json::json!({
+            Measure::Bytes if spec.https => serde_json::json!({
                 "TimeStamp": ts, "Value": sum.bytes.to_string(), "HttpsValue": sum.https.to_string()
             }),
-            srctraffic::api::action::Measure::Bytes => {
+            Measure::Bytes => {
                 serde_json::json!({"TimeStamp": ts, "Value": sum.bytes.to_string()})
             }
-            srctraffic::api::action::Measure::Bits if spec.https => serde_json::json!({
+            Measure::Bits if spec.https => serde_json::json!({
                 "TimeStamp": ts,
                 "Value": rate(sum.bytes as f64 * 8.0 / secs),
                 "HttpsValue": rate(sum.https as f64 * 8.0 / secs),
             }),
-            srctraffic::api::action::Measure::Bits => serde_json::json!({
+            Measure::Bits => serde_json::json!({
                 "TimeStamp": ts, "Value": rate(sum.bytes as f64 * 8.0 / secs)
             }),
-            srctraffic::api::action::Measure::Requests => serde_json::json!({
+            Measure::Requests => serde_json::json!({
                 "TimeStamp": ts, "Value": rate(sum.requests as f64 / secs)
             }),
-            srctraffic::api::action::Measure::Codes => {
+            Measure::Codes => {
                 let codes: Vec<serde_json::Value> = sum
                     .codes
                     .iter()
