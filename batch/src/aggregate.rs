@@ -24,6 +24,9 @@ const BAD_UTF8: u32 = u32::MAX - 1;
 /// Past this many distinct raw spellings, new ones are normalised every time instead of cached,
 /// so random garbage cannot grow the map without bound.
 const RAW_CACHE_LIMIT: usize = 200_000;
+/// Spellings up to this long with capitals in them are lower-cased on the stack (a host name
+/// is at most 253 bytes; quotes and a port fit too).
+const LOWER_MAX: usize = 272;
 const BLOCKS_PER_DAY: i64 = (MINUTES / BLOCK_MINUTES) as i64;
 
 /// One minute's totals side by side, so that a line touches one cache line: origin bytes and
@@ -195,6 +198,22 @@ impl Aggregator {
         if let Some(&id) = self.raw_ids.get(raw) {
             return id;
         }
+        // A spelling with capitals is looked up, and cached, lower-cased (a domain's case does
+        // not matter): a log that mixes case letter by letter would otherwise cache a spelling
+        // per line, and a map of 100,000 spellings pushes the common ones out of the CPU's
+        // caches (measured: the lookup was 12% of a CSV run, most of it waiting on memory).
+        let mut lower = [0u8; LOWER_MAX];
+        let raw = if raw.len() <= LOWER_MAX && raw.iter().any(u8::is_ascii_uppercase) {
+            let l = &mut lower[..raw.len()];
+            l.copy_from_slice(raw);
+            l.make_ascii_lowercase();
+            if let Some(&id) = self.raw_ids.get(&*l) {
+                return id;
+            }
+            &*l
+        } else {
+            raw
+        };
         let value = fields::unquote(raw);
         let id = match fields::domain(&value) {
             Some(name) => self.id_of(name),
@@ -564,6 +583,32 @@ mod tests {
 
     fn name(s: &str) -> DomainName {
         DomainName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn spellings_that_differ_in_case_are_one_domain_and_one_cached_spelling() {
+        let mut a = Aggregator::new(0, i64::MAX, false);
+        let spellings = [
+            "Img.Example.COM",
+            "iMG.eXAMPLE.com",
+            "img.example.com",
+            "\"IMG.example.com:8080\"",
+        ];
+        let ids: Vec<u32> = spellings
+            .iter()
+            .map(|s| a.domain_id(s.as_bytes()))
+            .collect();
+        assert_eq!(ids, [0, 0, 0, 0]);
+        assert_eq!(a.names, [name("img.example.com")]);
+        // The capitals' spellings are not kept: only their lower-cased forms.
+        assert_eq!(a.raw_ids.len(), 2);
+        assert!(
+            a.raw_ids
+                .keys()
+                .all(|k| !k.iter().any(u8::is_ascii_uppercase))
+        );
+        assert_eq!(a.domain_id(b"B@D.com"), BAD_DOMAIN);
+        assert_eq!(a.domain_id(&[b'A'; 300]), BAD_DOMAIN);
     }
 
     #[test]
