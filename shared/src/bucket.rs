@@ -692,6 +692,22 @@ impl<'a> Reader<'a> {
 
     fn varint_long(&mut self) -> Result<u64, BucketError> {
         let rest = self.b.get(self.at..).unwrap_or_default();
+        // Up to eight bytes at once: the last byte is the first without its high bit, and the
+        // seven-bit groups are gathered in a few shifts (HTTPS bytes and request counts are
+        // mostly two to four bytes; this was a seventh of a query's time byte by byte).
+        if let Some(w) = rest.get(..8) {
+            let w = u64::from_le_bytes(w.try_into().unwrap_or([0xff; 8]));
+            let ends = !w & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = (ends.trailing_zeros() / 8 + 1) as usize;
+                let mut v = 0u64;
+                for i in 0..len {
+                    v |= ((w >> (8 * i)) & 0x7f) << (7 * i);
+                }
+                self.at += len;
+                return Ok(v);
+            }
+        }
         let mut v = 0u64;
         for (i, &b) in rest.iter().take(10).enumerate() {
             let bits = u64::from(b & 0x7f);
@@ -903,7 +919,45 @@ mod tests {
         assert_eq!(DayBucket::decode(&base.encode()).unwrap(), base);
     }
 
+    /// Varints read a byte at a time, the plain way.
+    fn varint_bytewise(b: &[u8]) -> Option<(u64, usize)> {
+        let mut v = 0u64;
+        for (i, &c) in b.iter().take(10).enumerate() {
+            let bits = u64::from(c & 0x7f);
+            if i == 9 && bits > 1 {
+                return None;
+            }
+            v |= bits << (7 * i);
+            if c & 0x80 == 0 {
+                return Some((v, i + 1));
+            }
+        }
+        None
+    }
+
     proptest! {
+        /// Every value comes back whatever follows it, and any bytes read as the plain
+        /// byte-at-a-time reading reads them.
+        #[test]
+        fn varints_read_back_and_agree_with_the_bytewise_reading(
+            v in any::<u64>(),
+            shift in 0u32..64,
+            after in prop::collection::vec(any::<u8>(), 0..12),
+            raw in prop::collection::vec(prop_oneof![any::<u8>(), 0x80u8..=0xff], 0..14),
+        ) {
+            let v = v >> shift;
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let len = b.len();
+            b.extend_from_slice(&after);
+            let mut r = Reader { b: &b, at: 0 };
+            prop_assert_eq!(r.varint().ok(), Some(v));
+            prop_assert_eq!(r.at, len);
+            let mut r = Reader { b: &raw, at: 0 };
+            let got = r.varint().ok().map(|v| (v, r.at));
+            prop_assert_eq!(got, varint_bytewise(&raw));
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_the_decoder(b in proptest::collection::vec(any::<u8>(), 0..12_000)) {
             let _ = DayBucket::decode(&b);

@@ -288,6 +288,76 @@ pub async fn visit_parts(
     Ok(snap)
 }
 
+/// [`visit_parts`] with the decoding spread over up to `shares` threads when there is enough of
+/// it: each share gets a run of the wanted cells and a state of its own from `init`, and the
+/// states come back in the order of the shares, for the caller to merge. Decoding is most of a
+/// query over many domains, and the objects are all in memory by then.
+pub async fn visit_parts_shared<S: Send>(
+    store: &dyn Store,
+    wanted: &[(DomainName, Day)],
+    shares: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>
+    + Sync,
+) -> Result<(Snapshot, Vec<S>), StoreError> {
+    let (snap, parts) = gather(store, wanted).await?;
+    let decode = |range: std::ops::Range<usize>| -> Result<S, StoreError> {
+        let mut state = init();
+        for w in range {
+            let (domain, day) = &wanted[w];
+            for part in &parts[w] {
+                DayBucket::parse_for(&part.bytes, domain, *day)
+                    .and_then(|p| f(&mut state, w, &p))
+                    .map_err(|e| corrupt(&part.key, e))?;
+            }
+        }
+        Ok(state)
+    };
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let shares = shares.clamp(1, total.div_ceil(PARTS_PER_SHARE).max(1));
+    if shares == 1 {
+        return Ok((snap, vec![decode(0..wanted.len())?]));
+    }
+    // Cut where each share has about as many parts as the others.
+    let mut bounds = vec![0];
+    let mut seen = 0;
+    for (w, p) in parts.iter().enumerate() {
+        seen += p.len();
+        if seen * shares >= total * bounds.len() && bounds.len() < shares {
+            bounds.push(w + 1);
+        }
+    }
+    bounds.push(wanted.len());
+    bounds.dedup();
+    let ranges: Vec<_> = bounds.windows(2).map(|b| b[0]..b[1]).collect();
+    let states = std::thread::scope(|scope| {
+        let (first, rest) = ranges
+            .split_first()
+            .map_or((0..0, &[][..]), |(a, b)| (a.clone(), b));
+        let others: Vec<_> = rest
+            .iter()
+            .map(|r| {
+                let r = r.clone();
+                let decode = &decode;
+                scope.spawn(move || decode(r))
+            })
+            .collect();
+        let mut states = vec![decode(first)];
+        for h in others {
+            states.push(h.join().unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "a decoding thread panicked".to_owned(),
+                ))
+            }));
+        }
+        states
+    });
+    Ok((snap, states.into_iter().collect::<Result<_, _>>()?))
+}
+
+/// Fewer parts than this to a share are decoded on one thread: starting one costs more.
+const PARTS_PER_SHARE: usize = 16;
+
 async fn gather(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],

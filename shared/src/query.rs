@@ -39,59 +39,76 @@ pub async fn series(
     let spec = req.action.spec();
     let bytes_only = matches!(spec.measure, Measure::Bytes | Measure::Bits) && !spec.https;
     let codes = spec.measure == Measure::Codes;
-    let mut sums = Sums::new(span, !bytes_only);
-    // For each day, the slot of each of its minutes (or none), worked out once per day rather
-    // than per domain and minute; and the day's last minute in range, after which rows are not
-    // even decoded (a 24-hour window needs a few minutes of its second day).
-    type Table = (Box<[u32; MINUTES]>, usize);
-    let mut tables: Vec<Option<Table>> = vec![None; days.len()];
-    let snap = published::visit_parts(store, &wanted, |w, part| {
-        // `wanted` holds each domain's days in order.
-        let d = w % days.len();
-        let (table, last) = tables[d].get_or_insert_with(|| {
-            let offset = days[d].first_minute().0 - first.0;
-            let mut t = Box::new([NONE; MINUTES]);
-            for (m, slot) in t.iter_mut().enumerate() {
-                let at = offset + m as i64;
-                if (0..=hi.0 - lo.0).contains(&at) {
-                    *slot = (at / step) as u32;
-                }
+    // For each day, the slot of each of its minutes (or none), worked out once per day and
+    // share rather than per domain and minute; and the day's last minute in range, after
+    // which rows are not even decoded (a 24-hour window needs a few minutes of its second day).
+    let table = |d: usize| -> Table {
+        let offset = days[d].first_minute().0 - first.0;
+        let mut t = Box::new([NONE; MINUTES]);
+        for (m, slot) in t.iter_mut().enumerate() {
+            let at = offset + m as i64;
+            if (0..=hi.0 - lo.0).contains(&at) {
+                *slot = (at / step) as u32;
             }
-            let last = t.iter().rposition(|&i| i != NONE).unwrap_or(0);
-            (t, last)
-        });
-        let (table, last): (&[u32; MINUTES], usize) = (table, *last);
-        if bytes_only {
-            return part.bytes(|minute, bytes| {
+        }
+        let last = t.iter().rposition(|&i| i != NONE).unwrap_or(0);
+        (t, last)
+    };
+    let init = || {
+        (
+            Sums::new(span, !bytes_only),
+            vec![None::<Table>; days.len()],
+        )
+    };
+    let (snap, shares) = published::visit_parts_shared(
+        store,
+        &wanted,
+        decoding_threads(),
+        init,
+        |(sums, tables), w, part| {
+            // `wanted` holds each domain's days in order.
+            let d = w % days.len();
+            let (table, last) = tables[d].get_or_insert_with(|| table(d));
+            let (table, last): (&[u32; MINUTES], usize) = (table, *last);
+            if bytes_only {
+                return part.bytes(|minute, bytes| {
+                    if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
+                        sums.bytes[i as usize] += u128::from(bytes);
+                    }
+                });
+            }
+            let Sums {
+                bytes: b,
+                https: h,
+                requests: r,
+                codes: c,
+            } = sums;
+            let add = |minute: usize, bytes: u64, requests: u64, https: u64| {
                 if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
-                    sums.bytes[i as usize] += u128::from(bytes);
+                    let i = i as usize;
+                    b[i] += u128::from(bytes);
+                    r[i] += u128::from(requests);
+                    h[i] += u128::from(https);
                 }
-            });
-        }
-        let Sums {
-            bytes: b,
-            https: h,
-            requests: r,
-            codes: c,
-        } = &mut sums;
-        let add = |minute: usize, bytes: u64, requests: u64, https: u64| {
-            if let Some(&i) = table.get(minute).filter(|&&i| i != NONE) {
-                let i = i as usize;
-                b[i] += u128::from(bytes);
-                r[i] += u128::from(requests);
-                h[i] += u128::from(https);
+            };
+            if !codes {
+                return part.measures(last, add);
             }
-        };
-        if !codes {
-            return part.measures(last, add);
-        }
-        part.rows_and_statuses(last, add, |s| {
-            if let Some(&i) = table.get(usize::from(s.minute)).filter(|&&i| i != NONE) {
-                c.add(i as usize, s.code, s.count);
-            }
-        })
-    })
+            part.rows_and_statuses(last, add, |s| {
+                if let Some(&i) = table.get(usize::from(s.minute)).filter(|&&i| i != NONE) {
+                    c.add(i as usize, s.code, s.count);
+                }
+            })
+        },
+    )
     .await?;
+    let mut shares = shares.into_iter().map(|(sums, _)| sums);
+    let mut sums = shares
+        .next()
+        .unwrap_or_else(|| Sums::new(span, !bytes_only));
+    for other in shares {
+        sums.merge(other);
+    }
     let Some(mark) = snap.watermark else {
         return Ok(Vec::new());
     };
@@ -119,6 +136,16 @@ pub async fn series(
 /// A minute that falls in no slot of the request.
 const NONE: u32 = u32::MAX;
 
+/// A day's slot for each of its minutes, and its last minute in a slot.
+type Table = (Box<[u32; MINUTES]>, usize);
+
+/// Threads a query's decoding is spread over: the machine's (a Lambda function under 1,769 MB
+/// has one), found once.
+fn decoding_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// The running sums of every slot, one column per measure.
 struct Sums {
     bytes: Vec<u128>,
@@ -128,6 +155,26 @@ struct Sums {
 }
 
 impl Sums {
+    /// Adds another share's sums (of the same request) into these.
+    fn merge(&mut self, other: Sums) {
+        let add = |mine: &mut Vec<u128>, theirs: Vec<u128>| {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        };
+        add(&mut self.bytes, other.bytes);
+        add(&mut self.https, other.https);
+        add(&mut self.requests, other.requests);
+        let theirs = other.codes;
+        for (code, column) in theirs.codes.into_iter().zip(theirs.columns) {
+            for (slot, n) in column.into_iter().enumerate() {
+                if n > 0 {
+                    self.codes.add_wide(slot, code, n);
+                }
+            }
+        }
+    }
+
     fn new(span: usize, every_measure: bool) -> Sums {
         let column = |wanted: bool| vec![0u128; if wanted { span } else { 0 }];
         Sums {
@@ -157,6 +204,10 @@ struct CodeSums {
 
 impl CodeSums {
     fn add(&mut self, slot: usize, code: u16, count: u64) {
+        self.add_wide(slot, code, u128::from(count));
+    }
+
+    fn add_wide(&mut self, slot: usize, code: u16, count: u128) {
         if self.index.is_empty() {
             self.index = vec![0; 1000];
         }
@@ -175,7 +226,7 @@ impl CodeSums {
                 }
             },
         };
-        self.columns[column][slot] += u128::from(count);
+        self.columns[column][slot] += count;
     }
 
     /// A slot's codes with their counts, ascending by code, without the codes it has none of.
@@ -333,6 +384,94 @@ mod tests {
         let got: Vec<u128> = pts.iter().map(|p| p.bytes).collect();
         // 20:00 holds 20:00..20:04; 20:05 holds 20:05..20:09; 20:10 is after the watermark.
         assert_eq!(got, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn many_domains_decoded_in_shares_sum_as_one() {
+        use crate::api::action::Action;
+        use crate::bucket::StatusCount;
+        let s = MemoryStore::new();
+        let base = Minute(m("2019-12-10T23:50:00Z"));
+        let mut names = Vec::new();
+        // 60 domains over two days: 120 objects, more than one share's worth.
+        for k in 0..60u64 {
+            let d = DomainName::parse(&format!("d{k}.example.com")).unwrap();
+            for day_offset in [0, 20] {
+                let at = Minute(base.0 + day_offset);
+                let mut b = DayBucket::new(d.clone(), at.day());
+                let i = at.minute_of_day();
+                b.minutes[i] = 100 + k;
+                b.https[i] = k;
+                b.requests[i] = 2;
+                // Each share meets codes the others may not: columns in other orders.
+                for code in [200 + (k % 3) as u16, 500 + (k % 7) as u16] {
+                    b.statuses.push(StatusCount {
+                        minute: i as u16,
+                        code,
+                        count: 1,
+                    });
+                }
+                s.put(&keys::bucket(b.day, &d), b.encode(), Precondition::None)
+                    .await
+                    .unwrap();
+            }
+            names.push(d.to_string());
+        }
+        watermark::advance(&s, Minute(base.0 + 30)).await.unwrap();
+        let start = base.unix_seconds();
+        let mut req = request(&names.join(","), start, start + 1800, None);
+        req.action = Action::from_name("DescribeDomainSrcHttpCodeData").unwrap();
+        req.interval = Interval::FiveMinutes;
+        let wanted: Vec<(DomainName, Day)> = names
+            .iter()
+            .flat_map(|n| {
+                let d = DomainName::parse(n).unwrap();
+                [(d.clone(), base.day()), (d, Minute(base.0 + 20).day())]
+            })
+            .collect();
+        for shares in [1, 2, 5] {
+            let (_, states) = published::visit_parts_shared(
+                &s,
+                &wanted,
+                shares,
+                Vec::new,
+                |seen: &mut Vec<usize>, w, _| {
+                    seen.push(w);
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(states.len(), shares.min(120 / 16));
+            let all: Vec<usize> = states.concat();
+            assert_eq!(all, (0..120).collect::<Vec<_>>());
+        }
+        let pts = series(&s, &req).await.unwrap();
+        type Measures = (u128, u128, u128, Vec<(u16, u128)>);
+        let at: Vec<Measures> = pts
+            .iter()
+            .filter(|p| p.requests > 0)
+            .map(|p| (p.bytes, p.https, p.requests, p.codes.clone()))
+            .collect();
+        let codes = |lo: u16, n: u64, k: std::ops::Range<u64>| -> Vec<(u16, u128)> {
+            (0..n as u16)
+                .map(|c| {
+                    (
+                        lo + c,
+                        k.clone().filter(|k| k % n == u64::from(c)).count() as u128,
+                    )
+                })
+                .collect()
+        };
+        let expected_codes: Vec<(u16, u128)> =
+            [codes(200, 3, 0..60), codes(500, 7, 0..60)].concat();
+        let one = (
+            (0..60u128).map(|k| 100 + k).sum(),
+            (0..60u128).sum(),
+            120,
+            expected_codes,
+        );
+        assert_eq!(at, [one.clone(), one]);
     }
 
     #[tokio::test]
