@@ -4,6 +4,7 @@
 //!
 //! `[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "UA" "text/html"`
 
+use super::swar::{find, find_text};
 use super::{Line, LineFormat, OriginRule, Parsed};
 use crate::fields::{self, TimeParser};
 use crate::rejects::Reason;
@@ -43,13 +44,13 @@ fn tokens<'a, const N: usize>(line: &'a [u8], out: &mut [&'a [u8]; N]) -> Option
         }
         let (start, end, next) = match line[i] {
             b'[' => {
-                let close = i + 1 + memchr::memchr(b']', &line[i + 1..])?;
+                let close = i + 1 + find(&line[i + 1..], b']')?;
                 (i + 1, close, close + 1)
             }
             b'"' => {
                 let mut j = i + 1;
                 loop {
-                    let q = j + memchr::memchr(b'"', &line[j..])?;
+                    let q = j + find(&line[j..], b'"')?;
                     // A quote after an odd run of backslashes is escaped.
                     let slashes = line[j..q].iter().rev().take_while(|&&b| b == b'\\').count();
                     if slashes % 2 == 0 {
@@ -59,7 +60,7 @@ fn tokens<'a, const N: usize>(line: &'a [u8], out: &mut [&'a [u8]; N]) -> Option
                 }
             }
             _ => {
-                let end = memchr::memchr(b' ', &line[i..]).map_or(line.len(), |e| i + e);
+                let end = find(&line[i..], b' ').map_or(line.len(), |e| i + e);
                 (i, end, end)
             }
         };
@@ -74,8 +75,8 @@ fn tokens<'a, const N: usize>(line: &'a [u8], out: &mut [&'a [u8]; N]) -> Option
 fn url_parts(request: &[u8]) -> Option<(&[u8], &[u8])> {
     let url = request
         .split(|&b| b == b' ')
-        .find(|w| memchr::memmem::find(w, b"://").is_some())?;
-    let sep = memchr::memmem::find(url, b"://")?;
+        .find(|w| find_text(w, b"://").is_some())?;
+    let sep = find_text(url, b"://")?;
     let rest = &url[sep + 3..];
     let end = rest
         .iter()

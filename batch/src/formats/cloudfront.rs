@@ -3,13 +3,15 @@
 //! `x-edge-result-type` is `Miss`, unless `x-edge-detailed-result-type` is `OriginShieldHit`
 //! (or, with `--origin-statuses`, when `x-edge-result-type` is one of those).
 
-use super::{Line, LineFormat, OriginRule, Parsed, percent_decode, split_into};
+use super::swar::pick_fields;
+use super::{Line, LineFormat, OriginRule, Parsed, percent_decode};
 use crate::fields::{self, TimeParser};
 use crate::rejects::Reason;
 
 /// Fields a line may have that are read (CloudFront writes 33 today and adds at the end).
 const MAX_FIELDS: usize = 96;
 
+/// The fields read, as places in [`Columns::picks`].
 #[derive(Debug, Clone, Copy)]
 struct Columns {
     date: usize,
@@ -21,9 +23,15 @@ struct Columns {
     detailed: Option<usize>,
     protocol: Option<usize>,
     status: Option<usize>,
-    /// The highest index read.
-    last: usize,
+    /// The positions of the fields read in a line, ascending: a line is split up to the
+    /// last of them and no further.
+    picks: [usize; PICKS],
+    /// How many of `picks` are used.
+    n: usize,
 }
+
+/// Fields read at most.
+const PICKS: usize = 9;
 
 /// The reader of one file (its directives rule the lines after them).
 #[derive(Debug, Default)]
@@ -61,34 +69,44 @@ impl Cloudfront {
         );
         let (x_host, cs_host) = (at("x-host-header"), at("cs(Host)"));
         x_host.or(cs_host)?;
-        let c = Columns {
-            date,
-            time,
-            bytes,
-            result,
-            x_host,
-            cs_host,
-            detailed: at("x-edge-detailed-result-type"),
-            protocol: at("cs-protocol"),
-            status: at("sc-status"),
-            last: 0,
-        };
-        let last = [
+        let (detailed, protocol, status) = (
+            at("x-edge-detailed-result-type"),
+            at("cs-protocol"),
+            at("sc-status"),
+        );
+        let mut unique: Vec<usize> = [
             Some(date),
             Some(time),
             Some(bytes),
             Some(result),
             x_host,
             cs_host,
-            c.detailed,
-            c.protocol,
-            c.status,
+            detailed,
+            protocol,
+            status,
         ]
         .into_iter()
         .flatten()
-        .max()
-        .unwrap_or(0);
-        Some(Columns { last, ..c })
+        .collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let n = unique.len();
+        let mut picks = [0; PICKS];
+        picks[..n].copy_from_slice(&unique);
+        let place = |f: usize| unique.binary_search(&f).unwrap_or(0);
+        Some(Columns {
+            date: place(date),
+            time: place(time),
+            bytes: place(bytes),
+            result: place(result),
+            x_host: x_host.map(place),
+            cs_host: cs_host.map(place),
+            detailed: detailed.map(place),
+            protocol: protocol.map(place),
+            status: status.map(place),
+            picks,
+            n,
+        })
     }
 }
 
@@ -110,8 +128,8 @@ impl LineFormat for Cloudfront {
         let Some(Some(c)) = self.columns else {
             return Line::Bad(Reason::FormatMismatch);
         };
-        let mut f = [&b""[..]; MAX_FIELDS];
-        if split_into(line, b'\t', &mut f) <= c.last {
+        let mut f = [&b""[..]; PICKS];
+        if !pick_fields(line, b'\t', &c.picks[..c.n], &mut f) {
             return Line::Bad(Reason::FormatMismatch);
         }
         let result = f[c.result].trim_ascii();

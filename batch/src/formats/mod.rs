@@ -8,6 +8,7 @@ pub mod alibaba;
 pub mod cloudfront;
 pub mod json;
 pub mod nginx;
+pub mod swar;
 
 use crate::fields::TimeParser;
 use crate::rejects::Reason;
@@ -171,24 +172,6 @@ pub fn percent_decode(b: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Splits at `sep`, keeping at most `N` fields (the rest of the line in the last one is not
-/// needed by any caller: they only read the fields they know); returns how many there were.
-pub fn split_into<'a, const N: usize>(line: &'a [u8], sep: u8, out: &mut [&'a [u8]; N]) -> usize {
-    let mut n = 0;
-    let mut start = 0;
-    for i in memchr::memchr_iter(sep, line) {
-        if n < N {
-            out[n] = &line[start..i];
-        }
-        n += 1;
-        start = i + 1;
-    }
-    if n < N {
-        out[n] = &line[start..];
-    }
-    n + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,14 +204,5 @@ mod tests {
         assert_eq!(&*percent_decode(b"www.example.com"), b"www.example.com");
         assert_eq!(&*percent_decode(b"a%2Eb%2ecom"), b"a.b.com");
         assert_eq!(&*percent_decode(b"100%zz%4"), b"100%zz%4");
-    }
-
-    #[test]
-    fn split_keeps_the_first_fields_and_counts_all() {
-        let mut f = [&b""[..]; 3];
-        assert_eq!(split_into(b"a\tb\tc\td", b'\t', &mut f), 4);
-        assert_eq!(f, [&b"a"[..], b"b", b"c"]);
-        assert_eq!(split_into(b"x", b'\t', &mut f), 1);
-        assert_eq!(f[0], b"x");
     }
 }

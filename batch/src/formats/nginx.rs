@@ -143,7 +143,7 @@ fn value_end(line: &[u8], at: usize, text: &[u8], role: Role) -> Option<usize> {
     let list = matches!(role, Role::Upstream | Role::UpstreamStatus);
     let mut from = at;
     loop {
-        let p = from + memchr::memmem::find(&line[from..], text)?;
+        let p = from + super::swar::find_text(&line[from..], text)?;
         let inside = list
             && text.first() == Some(&b' ')
             && (line[..p].ends_with(b",")
