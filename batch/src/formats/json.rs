@@ -108,7 +108,11 @@ impl Wanted {
 
     #[inline]
     fn words(key: &[u8]) -> (u64, u64) {
-        (word(key), word(&key[key.len().saturating_sub(8)..]))
+        let head = word(key);
+        match key.len() {
+            0..=8 => (head, head),
+            n => (head, word(&key[n - 8..])),
+        }
     }
 
     #[inline]

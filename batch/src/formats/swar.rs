@@ -12,11 +12,12 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 pub fn word(b: &[u8]) -> u64 {
     match b.get(..8) {
         Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
-        None => {
-            let mut w = [0u8; 8];
-            w[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(w)
-        }
+        // Byte by byte: a copy of a length not known here would be a call to memcpy, and
+        // short keys (`ts`, `host`) come on every line of JSON logs.
+        None => b
+            .iter()
+            .enumerate()
+            .fold(0, |w, (i, &c)| w | u64::from(c) << (8 * i)),
     }
 }
 
@@ -115,6 +116,13 @@ pub fn pick_fields<'a>(line: &'a [u8], sep: u8, picks: &[usize], out: &mut [&'a 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn short_words_are_zero_padded() {
+        assert_eq!(word(b""), 0);
+        assert_eq!(word(b"ab"), u64::from_le_bytes(*b"ab\0\0\0\0\0\0"));
+        assert_eq!(word(b"abcdefghij"), u64::from_le_bytes(*b"abcdefgh"));
+    }
 
     #[test]
     fn equal_marks_every_match_and_nothing_else() {
