@@ -692,9 +692,9 @@ impl<'a> Reader<'a> {
 
     fn varint_long(&mut self) -> Result<u64, BucketError> {
         let rest = self.b.get(self.at..).unwrap_or_default();
-        // Up to eight bytes at once: the last byte is the first without its high bit, and the
-        // seven-bit groups are gathered in a few shifts (HTTPS bytes and request counts are
-        // mostly two to four bytes; this was a seventh of a query's time byte by byte).
+        // Up to eight bytes at once: the end is the first byte without its high bit, found in
+        // one word rather than tested byte by byte (HTTPS bytes and request counts are mostly
+        // two to four bytes, and a 100-domain day's query reads over half a million).
         if let Some(w) = rest.get(..8) {
             let w = u64::from_le_bytes(w.try_into().unwrap_or([0xff; 8]));
             let ends = !w & 0x8080_8080_8080_8080;
