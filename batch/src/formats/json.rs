@@ -74,8 +74,9 @@ fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
 }
 
 /// The keys a format reads, each with its first and last eight bytes as words, in a small
-/// open-addressed table: a member's key that is not wanted (most are) is told so by one probe,
-/// a wanted one by two word compares, without comparing bytes against every wanted key.
+/// open-addressed table: a member's key that is not wanted (most of a real Logpush line's) is
+/// told so by one probe, a wanted one by two word compares, without comparing bytes against
+/// every wanted key.
 #[derive(Debug, Clone)]
 struct Wanted {
     keys: Vec<(Box<[u8]>, u64, u64)>,
@@ -87,7 +88,8 @@ struct Wanted {
 const TABLE: usize = 64;
 
 impl Wanted {
-    /// The table for `keys` (at most a few dozen: 255 would fit, the table fills first).
+    /// The table for `keys`; past the first 32 (formats read at most seven) none are held, so
+    /// the table is never more than half full.
     fn new<K: AsRef<[u8]>>(keys: &[K]) -> Wanted {
         let mut w = Wanted {
             keys: Vec::with_capacity(keys.len()),
