@@ -290,8 +290,8 @@ pub async fn visit_parts(
 
 /// [`visit_parts`] with the decoding spread over up to `shares` threads when there is enough of
 /// it: each share gets a run of the wanted cells and a state of its own from `init`, and the
-/// states come back in the order of the shares, for the caller to merge. Decoding is most of a
-/// query over many domains, and the objects are all in memory by then.
+/// states come back in the order of the shares, for the caller to merge. Decoding is a large
+/// part of a query over many domains, and the objects are all in memory by then.
 pub async fn visit_parts_shared<S: Send>(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
