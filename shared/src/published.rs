@@ -257,42 +257,15 @@ fn corrupt(key: &str, e: impl ToString) -> StoreError {
     }
 }
 
-/// Walks each wanted (domain, day) as published, minute by minute, without building buckets:
-/// `f(wanted index, minute of the day, bytes)` for every minute with data, base and segments
-/// alike (a minute can come more than once: add them). For queries.
-pub async fn visit_bytes(
-    store: &dyn Store,
-    wanted: &[(DomainName, Day)],
-    mut f: impl FnMut(usize, usize, u64),
-) -> Result<Snapshot, StoreError> {
-    visit_parts(store, wanted, |w, p| p.bytes(|m, bytes| f(w, m, bytes))).await
-}
-
 /// Hands each object that goes into a wanted (domain, day), base and segments alike, to
-/// `f(wanted index, header-checked object)` to read what it needs (the bytes alone, or every
-/// measure with [`crate::bucket::Parsed::rows`]). A part that fails to decode is an error
-/// naming its key. For queries.
-pub async fn visit_parts(
-    store: &dyn Store,
-    wanted: &[(DomainName, Day)],
-    mut f: impl FnMut(usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>,
-) -> Result<Snapshot, StoreError> {
-    let (snap, parts) = gather(store, wanted).await?;
-    for (w, (parts, (domain, day))) in parts.iter().zip(wanted).enumerate() {
-        for part in parts {
-            DayBucket::parse_for(&part.bytes, domain, *day)
-                .and_then(|p| f(w, &p))
-                .map_err(|e| corrupt(&part.key, e))?;
-        }
-    }
-    Ok(snap)
-}
-
-/// [`visit_parts`] with the decoding spread over up to `shares` threads when there is enough of
-/// it: each share gets a run of the wanted cells and a state of its own from `init`, and the
-/// states come back in the order of the shares, for the caller to merge. Decoding is a large
-/// part of a query over many domains, and the objects are all in memory by then.
-pub async fn visit_parts_shared<S: Send>(
+/// `f(state, wanted index, header-checked object)` to read what it needs (the bytes alone, or
+/// every measure with [`crate::bucket::Parsed::rows`]); a part that fails to decode is an error
+/// naming its key. For queries. The decoding is spread over up to `shares` threads when there
+/// is enough of it: each share gets a run of the wanted cells and a state of its own from
+/// `init`, and the states come back in the order of the shares, for the caller to merge.
+/// Decoding is a large part of a query over many domains, and the objects are all in memory
+/// by then.
+pub async fn visit_parts<S: Send>(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
     shares: usize,

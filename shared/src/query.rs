@@ -60,7 +60,7 @@ pub async fn series(
             vec![None::<Table>; days.len()],
         )
     };
-    let (snap, shares) = published::visit_parts_shared(
+    let (snap, shares) = published::visit_parts(
         store,
         &wanted,
         decoding_threads(),
@@ -430,7 +430,7 @@ mod tests {
             })
             .collect();
         for shares in [1, 2, 5] {
-            let (_, states) = published::visit_parts_shared(
+            let (_, states) = published::visit_parts(
                 &s,
                 &wanted,
                 shares,
