@@ -3,32 +3,42 @@
 //! holds, so that folding a run twice is a no-op and readers can tell a bucket newer than the
 //! manifest they read.
 //!
-//! Two layouts, all integers little-endian (documented in the README too). Both open with
+//! Three layouts, all integers little-endian (documented in the README too). All open with
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 8 | magic `SRCTBKT\0` |
-//! | 8 | 2 | format version, `1` or `2` |
+//! | 8 | 2 | format version, `1`, `2` or `3` |
 //! | 10 | 2 | domain length `L` |
 //! | 12 | 4 | day, signed days since 1970-01-01 |
 //! | 16 | L | domain, ASCII |
 //!
-//! Version 1 (written by earlier releases, still read) goes on with the run count `R` (4), the
-//! run ids (16·R), then 1,440 byte totals (8 each, minute 0 = 00:00Z first): bytes only.
-//!
-//! Version 2 (written now) goes on with
+//! Version 3 (written now) goes on with
 //!
 //! | size | field |
 //! | --- | --- |
 //! | 8 | highest publish sequence number folded in (0: none) |
 //! | 4 | run count `R`, then 16·R run ids |
-//! | 4 | row count `N` (no empty rows), then in columns: N varints of minutes skipped since the previous row; N × 8 bytes; u32 length + N varints of requests; u32 length + N varints of https bytes |
-//! | 4 | status count `S`, then S entries of: minutes since the previous entry, status code, requests; each a varint; ascending (minute, code) |
+//! | 4 × 4 | the byte length of each section below |
+//! | 4 × 4 | the CRC-32 (IEEE) of each section |
+//! | 4 | CRC-32 of every byte before it |
+//! | | five-minute rows: row count `N` (blocks held, of 288), then in columns: N varints of blocks skipped since the previous row; N × 8 bytes; u32 length + N varints of requests; u32 length + N varints of https bytes |
+//! | | five-minute status counts: count `S`, then S entries of: blocks since the previous entry, status code, requests; each a varint; ascending (block, code) |
+//! | | minute rows, laid out as the five-minute ones, by minute (of 1,440) |
+//! | | minute status counts, laid out as the five-minute ones, by minute |
+//!
+//! The five-minute sections (the rollup) are the minute ones summed by block, so that a query
+//! at five minutes or more reads a fifth of the rows, from a prefix of the object, and checks
+//! the checksums of the sections it reads only. Where a block's sum would pass 2^64 - 1 they are
+//! left empty (length 0) and a walk by block sums the minutes.
+//!
+//! Version 2 (the release before) goes on with the sequence number, the runs, the minute rows
+//! and status counts, and a CRC-32 of every byte before it. Version 1 (earlier releases) goes on
+//! with the run count `R` (4), the run ids (16·R), then 1,440 byte totals (8 each, minute 0 =
+//! 00:00Z first): bytes only, and a CRC-32 of every byte before it.
 //!
 //! A varint is unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the
-//! last byte. Bytes are fixed-width so that a query walks minutes and bytes and skips the rest.
-//!
-//! Both end with a CRC-32 (IEEE) of every byte before it.
+//! last byte. Bytes are fixed-width so that a query walks units and bytes and skips the rest.
 
 use crate::domain::DomainName;
 use crate::time::Day;
@@ -37,8 +47,8 @@ use thiserror::Error;
 
 /// The magic that opens every bucket.
 pub const MAGIC: &[u8; 8] = b"SRCTBKT\0";
-/// The format version this code writes. Version 1 is read too.
-pub const VERSION: u16 = 2;
+/// The format version this code writes. Versions 1 and 2 are read too.
+pub const VERSION: u16 = 3;
 /// Minutes in a bucket.
 pub const MINUTES: usize = 1440;
 
@@ -278,16 +288,25 @@ impl DayBucket {
         DayBucket::parse_for(b, domain, day)?.into_bucket()
     }
 
-    /// Encodes per version 2 of the layout in the module docs.
+    /// Encodes per version 3 of the layout in the module docs.
     pub fn encode(&self) -> Vec<u8> {
         let d = self.domain.as_str().as_bytes();
-        let rows = (0..MINUTES)
-            .filter(|&i| (self.minutes[i] | self.requests[i] | self.https[i]) != 0)
-            .count();
-        // Rows are laid out in columns: minute gaps, bytes, requests, https.
-        let mut out = Vec::with_capacity(
-            40 + d.len() + 16 * self.runs.len() + 12 * rows + 8 * self.statuses.len(),
+        let mut sections: [Vec<u8>; SECTIONS] = Default::default();
+        // A five-minute total past 2^64 - 1 leaves the rollup out: readers sum the minutes.
+        if let Some((five, statuses)) = self.five_minutes() {
+            let [bytes, requests, https] = &five;
+            encode_rows(&mut sections[0], bytes, requests, https);
+            encode_statuses(&mut sections[1], &statuses);
+        }
+        encode_rows(
+            &mut sections[2],
+            &self.minutes[..],
+            &self.requests[..],
+            &self.https[..],
         );
+        encode_statuses(&mut sections[3], &self.statuses);
+        let body: usize = sections.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(64 + d.len() + 16 * self.runs.len() + body);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         // Valid domains are at most 253 bytes, so the length fits.
@@ -299,84 +318,143 @@ impl DayBucket {
         for r in &self.runs {
             out.extend_from_slice(&r.0);
         }
-        out.extend_from_slice(&(rows as u32).to_le_bytes());
-        let held: Vec<usize> = (0..MINUTES)
-            .filter(|&i| (self.minutes[i] | self.requests[i] | self.https[i]) != 0)
-            .collect();
-        let mut next = 0;
-        for &i in &held {
-            put_varint(&mut out, (i - next) as u64);
-            next = i + 1;
+        // A section is at most a few hundred KB (1,440 rows; a status code per request).
+        for s in &sections {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         }
-        // Bytes fixed-width, so a query reads them without decoding anything else.
-        for &i in &held {
-            out.extend_from_slice(&self.minutes[i].to_le_bytes());
-        }
-        for column in [&self.requests, &self.https] {
-            let mut col = Vec::with_capacity(held.len());
-            for &i in &held {
-                put_varint(&mut col, column[i]);
-            }
-            out.extend_from_slice(&(col.len() as u32).to_le_bytes());
-            out.extend_from_slice(&col);
-        }
-        out.extend_from_slice(&(self.statuses.len() as u32).to_le_bytes());
-        let mut prev = 0;
-        for s in &self.statuses {
-            put_varint(&mut out, u64::from(s.minute - prev));
-            put_varint(&mut out, u64::from(s.code));
-            put_varint(&mut out, s.count);
-            prev = s.minute;
+        for s in &sections {
+            out.extend_from_slice(&crc32fast::hash(s).to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
+        for s in &sections {
+            out.extend_from_slice(s);
+        }
         out
     }
 
-    /// Decodes either version and checks magic, checksum and fields.
+    /// The five-minute rollup of every measure, `None` if a total would pass 2^64 - 1.
+    fn five_minutes(&self) -> Option<([[u64; FIVE_MINUTE_UNITS]; 3], Vec<StatusCount>)> {
+        let mut five = [[0u64; FIVE_MINUTE_UNITS]; 3];
+        for (column, sums) in [&self.minutes, &self.requests, &self.https]
+            .into_iter()
+            .zip(&mut five)
+        {
+            for (sum, block) in sums.iter_mut().zip(column.chunks_exact(5)) {
+                *sum = block.iter().try_fold(0u64, |a, &b| a.checked_add(b))?;
+            }
+        }
+        let mut statuses = Vec::with_capacity(self.statuses.len() / 2);
+        let mut block: Vec<(u16, u64)> = Vec::new();
+        // Status counts are sorted by minute, so a block's are side by side.
+        for run in self.statuses.chunk_by(|a, b| a.minute / 5 == b.minute / 5) {
+            block.clear();
+            block.extend(run.iter().map(|s| (s.code, s.count)));
+            block.sort_unstable_by_key(|&(code, _)| code);
+            for same in block.chunk_by(|a, b| a.0 == b.0) {
+                statuses.push(StatusCount {
+                    minute: run[0].minute / 5,
+                    code: same[0].0,
+                    count: same.iter().try_fold(0u64, |a, &(_, n)| a.checked_add(n))?,
+                });
+            }
+        }
+        Some((five, statuses))
+    }
+
+    /// Decodes any version and checks magic, checksums and fields.
     pub fn decode(b: &[u8]) -> Result<DayBucket, BucketError> {
         DayBucket::parse(b)?.into_bucket()
     }
 
-    /// Checks a bucket's magic, checksum and header and leaves its rows encoded: for readers
+    /// Checks a bucket's magic, checksums and header and leaves its rows encoded: for readers
     /// that only walk them (a query), without filling three 1,440-minute arrays.
     pub fn parse(b: &[u8]) -> Result<Parsed<'_>, BucketError> {
-        DayBucket::parse_inner(b, None, true)
+        DayBucket::parse_inner(b, None, true, true)
+    }
+
+    /// Whether `prefix`, the first bytes of a bucket, holds everything a walk of `view` needs;
+    /// `false` when it cannot tell (an earlier version, or a head longer than the prefix).
+    pub fn prefix_holds(prefix: &[u8], view: View) -> bool {
+        DayBucket::parse_inner(prefix, None, false, false)
+            .is_ok_and(|p| p.version >= 3 && p.holds_view(view))
     }
 
     fn parse_inner<'a>(
         b: &'a [u8],
         expected: Option<&DomainName>,
         check_crc: bool,
+        whole: bool,
     ) -> Result<Parsed<'a>, BucketError> {
-        let body_len = b
-            .len()
-            .checked_sub(4)
-            .ok_or(BucketError::Truncated(b.len()))?;
-        let mut r = Reader {
-            b: &b[..body_len],
-            at: 0,
-        };
+        let mut r = Reader { b, at: 0 };
         if r.take(8)? != MAGIC {
             return Err(BucketError::BadMagic);
         }
         let version = r.u16()?;
-        if version != 1 && version != 2 {
+        if !(1..=VERSION).contains(&version) {
             return Err(BucketError::UnsupportedVersion(version));
         }
-        // The checksum first: a damaged length must not send the reader astray.
-        let stored = u32::from_le_bytes([
-            b[body_len],
-            b[body_len + 1],
-            b[body_len + 2],
-            b[body_len + 3],
-        ]);
-        if check_crc && crc32fast::hash(&b[..body_len]) != stored {
-            return Err(BucketError::Checksum);
+        if version < 3 {
+            // One checksum at the end, over everything: checked first, so that a damaged length
+            // cannot send the reader astray.
+            let body_len = b
+                .len()
+                .checked_sub(4)
+                .ok_or(BucketError::Truncated(b.len()))?;
+            let stored = le_u32(&b[body_len..]);
+            if check_crc && crc32fast::hash(&b[..body_len]) != stored {
+                return Err(BucketError::Checksum);
+            }
+            r.b = &b[..body_len];
         }
         let dlen = r.u16()? as usize;
         let day = Day(r.u32()? as i32);
         let domain_bytes = r.take(dlen)?;
+        let seq = if version >= 2 { r.u64()? } else { 0 };
+        let nruns = r.u32()? as usize;
+        let mut runs = Vec::with_capacity(nruns.min(r.left() / 16));
+        for _ in 0..nruns {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(r.take(16)?);
+            runs.push(RunId(id));
+        }
+        runs.sort_unstable();
+        let mut sections = [None; SECTIONS];
+        let mut rows: &[u8] = &[];
+        if version >= 3 {
+            let mut lens = [0usize; SECTIONS];
+            for len in &mut lens {
+                *len = r.u32()? as usize;
+            }
+            let mut crcs = [0u32; SECTIONS];
+            for crc in &mut crcs {
+                *crc = r.u32()?;
+            }
+            let head = r.at;
+            let stored = r.u32()?;
+            if check_crc && crc32fast::hash(&b[..head]) != stored {
+                return Err(BucketError::Checksum);
+            }
+            let mut at = r.at;
+            for ((section, len), crc) in sections.iter_mut().zip(lens).zip(crcs) {
+                let end = at.saturating_add(len);
+                *section = b.get(at..end).map(|bytes| Section {
+                    bytes,
+                    crc: check_crc.then_some(crc),
+                });
+                at = end;
+            }
+            if whole {
+                if at > b.len() {
+                    return Err(BucketError::Truncated(b.len()));
+                }
+                if at < b.len() {
+                    return Err(BucketError::Trailing(b.len() - at));
+                }
+            }
+        } else {
+            rows = &r.b[r.at..];
+        }
         // The name a reader expects needs no parsing: the same bytes are the same name.
         let domain = match expected {
             Some(d) if d.as_str().as_bytes() == domain_bytes => d.clone(),
@@ -386,22 +464,14 @@ impl DayBucket {
                 .filter(|d| d.as_str().as_bytes() == domain_bytes)
                 .ok_or(BucketError::BadDomain)?,
         };
-        let seq = if version == 2 { r.u64()? } else { 0 };
-        let nruns = r.u32()? as usize;
-        let mut runs = Vec::with_capacity(nruns.min(r.left() / 16));
-        for _ in 0..nruns {
-            let mut id = [0u8; 16];
-            id.copy_from_slice(r.take(16)?);
-            runs.push(RunId(id));
-        }
-        runs.sort_unstable();
         Ok(Parsed {
             domain,
             day,
             seq,
             runs,
             version,
-            rows: &r.b[r.at..],
+            rows,
+            sections,
         })
     }
 
@@ -411,17 +481,28 @@ impl DayBucket {
         domain: &DomainName,
         day: Day,
     ) -> Result<Parsed<'a>, BucketError> {
-        DayBucket::parse_checked_for(b, domain, day, true)
+        DayBucket::parse_checked_for(b, domain, day, true, true)
     }
 
-    /// [`DayBucket::parse_for`] without verifying the checksum: for bytes verified already, or
-    /// to read a header ahead of a decode that verifies them.
+    /// [`DayBucket::parse_for`] of a bucket's first bytes, which may end before its last
+    /// sections: a walk of a view they hold ([`Parsed::holds_view`]) reads and checks only its
+    /// own sections; a walk of another is an error.
+    pub fn parse_prefix_for<'a>(
+        b: &'a [u8],
+        domain: &DomainName,
+        day: Day,
+    ) -> Result<Parsed<'a>, BucketError> {
+        DayBucket::parse_checked_for(b, domain, day, true, false)
+    }
+
+    /// [`DayBucket::parse_prefix_for`] without verifying any checksum: for bytes verified
+    /// already, or to read a header ahead of a decode that verifies them.
     pub fn parse_verified_for<'a>(
         b: &'a [u8],
         domain: &DomainName,
         day: Day,
     ) -> Result<Parsed<'a>, BucketError> {
-        DayBucket::parse_checked_for(b, domain, day, false)
+        DayBucket::parse_checked_for(b, domain, day, false, false)
     }
 
     fn parse_checked_for<'a>(
@@ -429,8 +510,9 @@ impl DayBucket {
         domain: &DomainName,
         day: Day,
         check_crc: bool,
+        whole: bool,
     ) -> Result<Parsed<'a>, BucketError> {
-        let p = DayBucket::parse_inner(b, Some(domain), check_crc)?;
+        let p = DayBucket::parse_inner(b, Some(domain), check_crc, whole)?;
         if p.domain != *domain || p.day != day {
             return Err(BucketError::Misplaced {
                 found: p.domain.to_string(),
@@ -441,6 +523,53 @@ impl DayBucket {
         }
         Ok(p)
     }
+}
+
+/// Version 3's sections, in the order they are laid out.
+const SECTIONS: usize = 4;
+/// Five-minute blocks in a day.
+const FIVE_MINUTE_UNITS: usize = MINUTES / 5;
+
+/// The time unit a walk of a bucket's rows goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    /// Each minute of the day, 0 to 1,439.
+    Minute,
+    /// Each five-minute block of the day, 0 (00:00 to 00:04) to 287: what a query at an
+    /// interval of five minutes or more needs, read from the rollup where a bucket has one.
+    FiveMinutes,
+}
+
+impl Grain {
+    /// Minutes in a unit.
+    pub fn minutes(self) -> usize {
+        match self {
+            Grain::Minute => 1,
+            Grain::FiveMinutes => 5,
+        }
+    }
+
+    /// Units in a day.
+    pub fn units(self) -> usize {
+        MINUTES / self.minutes()
+    }
+}
+
+/// What a walk of a bucket reads: rows at a grain, and the status counts or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// The unit of the rows.
+    pub grain: Grain,
+    /// Whether the status counts are read too.
+    pub statuses: bool,
+}
+
+/// One of version 3's sections as read: its bytes, and the checksum they must have unless
+/// they are trusted (read only for a header).
+#[derive(Debug, Clone, Copy)]
+struct Section<'a> {
+    bytes: &'a [u8],
+    crc: Option<u32>,
 }
 
 /// A bucket with its header read and checked and its rows still encoded.
@@ -455,42 +584,89 @@ pub struct Parsed<'a> {
     /// Runs folded in, sorted.
     pub runs: Vec<RunId>,
     version: u16,
+    /// Versions 1 and 2: everything after the runs, covered by the checksum checked already.
     rows: &'a [u8],
+    /// Version 3: the five-minute rows and status counts, then the minute ones; `None` where
+    /// a prefix ends before the section does.
+    sections: [Option<Section<'a>>; SECTIONS],
 }
 
 impl<'a> Parsed<'a> {
-    /// The minutes held (ascending) and their fixed-width byte totals.
-    fn columns(&self, r: &mut Reader<'a>) -> Result<(Vec<u16>, &'a [u8]), BucketError> {
-        let rows = r.u32()? as usize;
-        if rows > MINUTES {
-            return Err(BucketError::BadRow(rows));
+    /// Whether the bytes parsed hold what a walk of `view` reads.
+    pub fn holds_view(&self, view: View) -> bool {
+        if self.version < 3 {
+            // Parsed only if whole: its one checksum covers all of it.
+            return true;
         }
-        let mut minutes = Vec::with_capacity(rows);
-        let mut next = 0u64;
-        for _ in 0..rows {
-            let minute = next.saturating_add(r.varint()?);
-            if minute >= MINUTES as u64 {
-                return Err(BucketError::BadRow(MINUTES));
-            }
-            minutes.push(minute as u16);
-            next = minute + 1;
-        }
-        Ok((minutes, r.take(8 * rows)?))
+        let (rows, statuses, _) = self.sections_of(view.grain);
+        let wanted = [Some(rows), view.statuses.then_some(statuses)];
+        wanted
+            .into_iter()
+            .flatten()
+            .all(|i| self.sections[i].is_some())
     }
 
-    /// Calls `f(minute, bytes)` for each minute the bucket holds, in order, reading nothing but
-    /// the minutes and the bytes: what a query needs.
-    pub fn bytes(&self, mut f: impl FnMut(usize, u64)) -> Result<(), BucketError> {
-        if self.version == 1 {
-            return self.visit(MINUTES - 1, |m, b, _, _| f(m, b), None::<fn(StatusCount)>);
+    /// The rows and status sections that serve a grain (the minute ones where the rollup was
+    /// left out, and for earlier versions), and the units they are stored in.
+    fn sections_of(&self, grain: Grain) -> (usize, usize, Grain) {
+        let rolled = self.version >= 3 && self.sections[0].is_none_or(|s| !s.bytes.is_empty());
+        match grain {
+            Grain::FiveMinutes if rolled => (0, 1, Grain::FiveMinutes),
+            _ => (2, 3, Grain::Minute),
         }
-        let mut r = Reader {
-            b: self.rows,
-            at: 0,
+    }
+
+    /// A version-3 section's bytes, checked against its checksum.
+    fn section(&self, i: usize) -> Result<&'a [u8], BucketError> {
+        let s = self.sections[i].ok_or(BucketError::Truncated(0))?;
+        if s.crc.is_some_and(|crc| crc32fast::hash(s.bytes) != crc) {
+            return Err(BucketError::Checksum);
+        }
+        Ok(s.bytes)
+    }
+
+    /// The units held (ascending) and their fixed-width byte totals.
+    fn columns(
+        &self,
+        r: &mut Reader<'a>,
+        units: usize,
+    ) -> Result<(Vec<u16>, &'a [u8]), BucketError> {
+        let rows = r.u32()? as usize;
+        if rows > units {
+            return Err(BucketError::BadRow(rows));
+        }
+        let mut held = Vec::with_capacity(rows);
+        let mut next = 0u64;
+        for _ in 0..rows {
+            let unit = next.saturating_add(r.varint()?);
+            if unit >= units as u64 {
+                return Err(BucketError::BadRow(MINUTES));
+            }
+            held.push(unit as u16);
+            next = unit + 1;
+        }
+        Ok((held, r.take(8 * rows)?))
+    }
+
+    /// Calls `f(unit, bytes)` for each unit of `grain` the bucket holds, reading nothing but
+    /// the units and the bytes: what a query of bytes needs. A bucket without the five-minute
+    /// rollup calls it once for each minute of a block, in order.
+    pub fn bytes(&self, grain: Grain, mut f: impl FnMut(usize, u64)) -> Result<(), BucketError> {
+        let (i, _, stored) = self.sections_of(grain);
+        // Stored units to a unit of the walk.
+        let per = grain.minutes() / stored.minutes();
+        let b = match self.version {
+            1 => {
+                let units = grain.units() - 1;
+                return self.visit(grain, units, |m, b, _, _| f(m, b), None::<fn(StatusCount)>);
+            }
+            2 => self.rows,
+            _ => self.section(i)?,
         };
-        let (minutes, bytes) = self.columns(&mut r)?;
-        for (&m, chunk) in minutes.iter().zip(bytes.chunks_exact(8)) {
-            f(usize::from(m), le_u64(chunk));
+        let mut r = Reader { b, at: 0 };
+        let (held, bytes) = self.columns(&mut r, stored.units())?;
+        for (&u, chunk) in held.iter().zip(bytes.chunks_exact(8)) {
+            f(usize::from(u) / per, le_u64(chunk));
         }
         Ok(())
     }
@@ -508,6 +684,11 @@ impl<'a> Parsed<'a> {
             bucket.requests[m] = requests;
             bucket.https[m] = https;
         })?;
+        // The rollup is checked too: a bucket decoded whole is one about to be trusted.
+        if self.version >= 3 {
+            self.section(0)?;
+            self.section(1)?;
+        }
         bucket.seq = self.seq;
         bucket.runs = self.runs;
         Ok(bucket)
@@ -521,49 +702,63 @@ impl<'a> Parsed<'a> {
         f: impl FnMut(usize, u64, u64, u64),
     ) -> Result<Vec<StatusCount>, BucketError> {
         let mut statuses = Vec::new();
-        self.visit(MINUTES - 1, f, Some(|s| statuses.push(s)))?;
+        self.visit(Grain::Minute, MINUTES - 1, f, Some(|s| statuses.push(s)))?;
         Ok(statuses)
     }
 
-    /// [`Parsed::rows`] up to minute `last` of the day (the rest left unread, the status counts
-    /// too): what a query of bytes, HTTPS bytes or requests needs. The checksum covers what is
-    /// left unread.
+    /// [`Parsed::rows`] at `grain` up to unit `last` of the day (the rest left unread, the
+    /// status counts too): what a query of bytes, HTTPS bytes or requests needs. A bucket
+    /// without the five-minute rollup calls `f` once for each minute of a block.
     pub fn measures(
         &self,
+        grain: Grain,
         last: usize,
         f: impl FnMut(usize, u64, u64, u64),
     ) -> Result<(), BucketError> {
-        self.visit(last, f, None::<fn(StatusCount)>)
+        self.visit(grain, last, f, None::<fn(StatusCount)>)
     }
 
-    /// [`Parsed::rows`] up to minute `last`, with each status count of those minutes handed to
-    /// `g` as it is read, in (minute, code) order, instead of collected.
+    /// [`Parsed::measures`], with each status count of those units handed to `g` as it is
+    /// read, in (unit, code) order (`minute` holding the unit), instead of collected. A bucket
+    /// without the five-minute rollup hands over a block's counts minute by minute.
     pub fn rows_and_statuses(
         &self,
+        grain: Grain,
         last: usize,
         f: impl FnMut(usize, u64, u64, u64),
         g: impl FnMut(StatusCount),
     ) -> Result<(), BucketError> {
-        self.visit(last, f, Some(g))
+        self.visit(grain, last, f, Some(g))
     }
 
-    /// Walks the rows up to minute `last` (all of them, with every check of the encoding, when
-    /// `last` is the day's last minute).
+    /// Walks the rows at `grain` up to unit `last` (all of them, with every check of the
+    /// encoding, when `last` is the day's last unit).
     fn visit(
         &self,
+        grain: Grain,
         last: usize,
         mut f: impl FnMut(usize, u64, u64, u64),
         statuses: Option<impl FnMut(StatusCount)>,
     ) -> Result<(), BucketError> {
+        let (rows_at, statuses_at, stored) = self.sections_of(grain);
+        let units = stored.units();
+        // Stored units to a unit of the walk.
+        let per = grain.minutes() / stored.minutes();
+        // The last stored unit to read.
+        let last_stored = last.saturating_mul(per).saturating_add(per - 1);
         let mut r = Reader {
-            b: self.rows,
+            b: if self.version >= 3 {
+                self.section(rows_at)?
+            } else {
+                self.rows
+            },
             at: 0,
         };
         if self.version == 1 {
             for (m, chunk) in r.take(8 * MINUTES)?.chunks_exact(8).enumerate() {
                 let v = le_u64(chunk);
-                if v != 0 {
-                    f(m, v, 0, 0);
+                if v != 0 && m <= last_stored {
+                    f(m / per, v, 0, 0);
                 }
             }
             if r.left() > 0 {
@@ -571,7 +766,7 @@ impl<'a> Parsed<'a> {
             }
             return Ok(());
         }
-        let (minutes, bytes) = self.columns(&mut r)?;
+        let (held, bytes) = self.columns(&mut r, units)?;
         let mut requests = Reader {
             b: {
                 let n = r.u32()? as usize;
@@ -587,13 +782,13 @@ impl<'a> Parsed<'a> {
             at: 0,
         };
         let mut stopped = false;
-        for (&m, chunk) in minutes.iter().zip(bytes.chunks_exact(8)) {
-            if usize::from(m) > last {
+        for (&u, chunk) in held.iter().zip(bytes.chunks_exact(8)) {
+            if usize::from(u) > last_stored {
                 stopped = true;
                 break;
             }
             f(
-                usize::from(m),
+                usize::from(u) / per,
                 le_u64(chunk),
                 requests.varint()?,
                 https.varint()?,
@@ -605,34 +800,82 @@ impl<'a> Parsed<'a> {
         let Some(mut out) = statuses else {
             return Ok(());
         };
+        if self.version >= 3 {
+            if r.left() > 0 {
+                return Err(BucketError::Trailing(r.left()));
+            }
+            r = Reader {
+                b: self.section(statuses_at)?,
+                at: 0,
+            };
+        }
         let n = r.u32()? as usize;
         let mut prev = 0u64;
         let mut before: Option<(u16, u16)> = None;
         for _ in 0..n {
-            let minute = prev.saturating_add(r.varint()?);
+            let unit = prev.saturating_add(r.varint()?);
             let code = r.varint()?;
-            let (Ok(minute16), Ok(code)) = (u16::try_from(minute), u16::try_from(code)) else {
+            let (Ok(unit16), Ok(code)) = (u16::try_from(unit), u16::try_from(code)) else {
                 return Err(BucketError::BadRow(MINUTES));
             };
-            let s = StatusCount {
-                minute: minute16,
-                code,
-                count: r.varint()?,
-            };
-            prev = minute;
-            if usize::from(s.minute) >= MINUTES || before.is_some_and(|l| l >= (s.minute, s.code)) {
-                return Err(BucketError::BadRow(usize::from(s.minute)));
+            let count = r.varint()?;
+            prev = unit;
+            if usize::from(unit16) >= units || before.is_some_and(|l| l >= (unit16, code)) {
+                return Err(BucketError::BadRow(usize::from(unit16)));
             }
-            if usize::from(s.minute) > last {
+            if usize::from(unit16) > last_stored {
                 return Ok(());
             }
-            before = Some((s.minute, s.code));
-            out(s);
+            before = Some((unit16, code));
+            out(StatusCount {
+                minute: unit16 / per as u16,
+                code,
+                count,
+            });
         }
         if r.left() > 0 {
             return Err(BucketError::Trailing(r.left()));
         }
         Ok(())
+    }
+}
+
+/// Appends rows as laid out in a rows section: the count of units held (any measure not
+/// zero), the gaps before them, their bytes fixed-width (so that a query of bytes reads
+/// nothing else), then the requests and HTTPS bytes as varints, each after its length.
+fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]) {
+    let held: Vec<usize> = (0..bytes.len())
+        .filter(|&i| (bytes[i] | requests[i] | https[i]) != 0)
+        .collect();
+    out.reserve(12 * held.len() + 12);
+    out.extend_from_slice(&(held.len() as u32).to_le_bytes());
+    let mut next = 0;
+    for &i in &held {
+        put_varint(out, (i - next) as u64);
+        next = i + 1;
+    }
+    for &i in &held {
+        out.extend_from_slice(&bytes[i].to_le_bytes());
+    }
+    for column in [requests, https] {
+        let mut col = Vec::with_capacity(held.len());
+        for &i in &held {
+            put_varint(&mut col, column[i]);
+        }
+        out.extend_from_slice(&(col.len() as u32).to_le_bytes());
+        out.extend_from_slice(&col);
+    }
+}
+
+/// Appends status counts (sorted by unit and code) as laid out in a status section.
+fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
+    out.extend_from_slice(&(statuses.len() as u32).to_le_bytes());
+    let mut prev = 0;
+    for s in statuses {
+        put_varint(out, u64::from(s.minute - prev));
+        put_varint(out, u64::from(s.code));
+        put_varint(out, s.count);
+        prev = s.minute;
     }
 }
 
@@ -643,6 +886,12 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+fn le_u32(chunk: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&chunk[..4]);
+    u32::from_le_bytes(a)
 }
 
 fn le_u64(chunk: &[u8]) -> u64 {
@@ -767,6 +1016,7 @@ mod tests {
         let walk = |last: usize| {
             let (mut rows, mut codes) = (Vec::new(), Vec::new());
             p.rows_and_statuses(
+                Grain::Minute,
                 last,
                 |m, b, r, h| rows.push((m, b, r, h)),
                 |s| codes.push(s),
@@ -785,7 +1035,8 @@ mod tests {
         assert_eq!(codes.len(), 4);
         assert_eq!(p.rows(|_, _, _, _| {}).unwrap(), b.statuses);
         let mut seen = 0;
-        p.measures(9, |_, _, _, _| seen += 1).unwrap();
+        p.measures(Grain::Minute, 9, |_, _, _, _| seen += 1)
+            .unwrap();
         assert_eq!(seen, 0);
     }
 
@@ -859,6 +1110,197 @@ mod tests {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    /// What the release before wrote: version 2, every measure, one checksum, no rollup.
+    fn encode_v2(b: &DayBucket) -> Vec<u8> {
+        let d = b.domain.as_str().as_bytes();
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        out.extend_from_slice(&b.day.0.to_le_bytes());
+        out.extend_from_slice(d);
+        out.extend_from_slice(&b.seq.to_le_bytes());
+        out.extend_from_slice(&(b.runs.len() as u32).to_le_bytes());
+        for r in &b.runs {
+            out.extend_from_slice(&r.0);
+        }
+        encode_rows(&mut out, &b.minutes[..], &b.requests[..], &b.https[..]);
+        encode_statuses(&mut out, &b.statuses);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// A bucket with every measure in a few minutes, some in one five-minute block.
+    fn busy() -> DayBucket {
+        let mut b = sample();
+        for (m, code, n) in [
+            (10u16, 200u16, 2u64),
+            (11, 404, 1),
+            (12, 200, 5),
+            (1200, 200, 1),
+        ] {
+            b.requests[usize::from(m)] += n;
+            b.https[usize::from(m)] += 3 * n;
+            b.statuses.push(StatusCount {
+                minute: m,
+                code,
+                count: n,
+            });
+        }
+        b.minutes[11] = 9;
+        b
+    }
+
+    /// Everything a walk at `grain` hands over, summed per unit.
+    fn walk(p: &Parsed<'_>, grain: Grain) -> (BTreeMapU, BTreeMapU) {
+        let (mut rows, mut codes) = (BTreeMapU::new(), BTreeMapU::new());
+        p.rows_and_statuses(
+            grain,
+            grain.units() - 1,
+            |u, b, r, h| {
+                let e = rows.entry((u, 0)).or_insert([0u128; 3]);
+                e[0] += u128::from(b);
+                e[1] += u128::from(r);
+                e[2] += u128::from(h);
+            },
+            |s| {
+                codes
+                    .entry((usize::from(s.minute), s.code))
+                    .or_insert([0; 3])[0] += u128::from(s.count)
+            },
+        )
+        .unwrap();
+        let mut bytes = BTreeMapU::new();
+        p.bytes(grain, |u, b| {
+            if b > 0 {
+                bytes.entry((u, 0)).or_insert([0; 3])[0] += u128::from(b);
+            }
+        })
+        .unwrap();
+        let only_bytes: BTreeMapU = rows
+            .iter()
+            .filter(|(_, v)| v[0] > 0)
+            .map(|(k, v)| (*k, [v[0], 0, 0]))
+            .collect();
+        assert_eq!(bytes, only_bytes, "the bytes-only walk agrees");
+        (rows, codes)
+    }
+
+    type BTreeMapU = std::collections::BTreeMap<(usize, u16), [u128; 3]>;
+
+    /// The minute walk summed into five-minute blocks.
+    fn by_block(m: &BTreeMapU) -> BTreeMapU {
+        let mut out = BTreeMapU::new();
+        for (&(u, c), v) in m {
+            let e = out.entry((u / 5, c)).or_insert([0; 3]);
+            for i in 0..3 {
+                e[i] += v[i];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_five_minute_walk_sums_the_minutes_for_every_version() {
+        let b = busy();
+        for enc in [b.encode(), encode_v2(&b), encode_v1(&sample())] {
+            let p = DayBucket::parse(&enc).unwrap();
+            let (rows, codes) = walk(&p, Grain::Minute);
+            let (five_rows, five_codes) = walk(&p, Grain::FiveMinutes);
+            assert_eq!(five_rows, by_block(&rows));
+            assert_eq!(five_codes, by_block(&codes));
+        }
+        let enc = b.encode();
+        let p = DayBucket::parse(&enc).unwrap();
+        let (rows, codes) = walk(&p, Grain::FiveMinutes);
+        // Minutes 10 to 12 are block 2; 1,200 is block 240.
+        assert_eq!(rows[&(2, 0)], [9, 8, 24]);
+        assert_eq!(
+            codes.keys().copied().collect::<Vec<_>>(),
+            [(2, 200), (2, 404), (240, 200)]
+        );
+        assert_eq!(codes[&(2, 200)], [7, 0, 0]);
+        // A walk up to a block stops there.
+        let mut seen = Vec::new();
+        p.measures(Grain::FiveMinutes, 239, |u, _, _, _| seen.push(u))
+            .unwrap();
+        assert_eq!(seen, [2]);
+    }
+
+    #[test]
+    fn a_block_past_the_largest_total_leaves_the_rollup_out_and_walks_still_add_up() {
+        let mut b = sample();
+        // Minute 1,439 holds 2^64 - 1: its block would pass it.
+        b.minutes[1438] = 1;
+        let enc = b.encode();
+        let p = DayBucket::parse(&enc).unwrap();
+        assert_eq!(p.sections_of(Grain::FiveMinutes).0, 2);
+        let (rows, _) = walk(&p, Grain::Minute);
+        let (five, _) = walk(&p, Grain::FiveMinutes);
+        assert_eq!(five, by_block(&rows));
+        assert_eq!(five[&(287, 0)][0], u128::from(u64::MAX) + 1);
+        assert_eq!(DayBucket::decode(&enc).unwrap(), b);
+    }
+
+    #[test]
+    fn a_prefix_serves_the_rollup_and_checks_only_what_it_reads() {
+        let b = busy();
+        let enc = b.encode();
+        let p = DayBucket::parse(&enc).unwrap();
+        let head_and_rollup =
+            enc.len() - p.sections[2].unwrap().bytes.len() - p.sections[3].unwrap().bytes.len();
+        let rows_only = head_and_rollup - p.sections[1].unwrap().bytes.len();
+        let five = |statuses| View {
+            grain: Grain::FiveMinutes,
+            statuses,
+        };
+        let minute = View {
+            grain: Grain::Minute,
+            statuses: false,
+        };
+        assert!(DayBucket::prefix_holds(&enc[..rows_only], five(false)));
+        assert!(!DayBucket::prefix_holds(&enc[..rows_only], five(true)));
+        assert!(DayBucket::prefix_holds(&enc[..head_and_rollup], five(true)));
+        assert!(!DayBucket::prefix_holds(&enc[..head_and_rollup], minute));
+        assert!(DayBucket::prefix_holds(&enc, minute));
+        assert!(!DayBucket::prefix_holds(&encode_v2(&b), five(false)));
+        assert!(!DayBucket::prefix_holds(&enc[..20], five(false)));
+        // A prefix is no whole bucket.
+        assert!(DayBucket::parse_for(&enc[..head_and_rollup], &b.domain, b.day).is_err());
+        let part = DayBucket::parse_prefix_for(&enc[..head_and_rollup], &b.domain, b.day).unwrap();
+        assert_eq!(
+            walk(&part, Grain::FiveMinutes),
+            walk(&p, Grain::FiveMinutes)
+        );
+        assert!(part.measures(Grain::Minute, 1439, |_, _, _, _| {}).is_err());
+        // A damaged minute section does not stop a rollup walk; a damaged rollup does.
+        let mut bad = enc.clone();
+        bad[head_and_rollup + 2] ^= 1;
+        let p = DayBucket::parse_prefix_for(&bad, &b.domain, b.day).unwrap();
+        assert!(p.measures(Grain::FiveMinutes, 287, |_, _, _, _| {}).is_ok());
+        assert_eq!(
+            p.measures(Grain::Minute, 1439, |_, _, _, _| {}),
+            Err(BucketError::Checksum)
+        );
+        let mut bad = enc.clone();
+        bad[rows_only - 3] ^= 1;
+        let p = DayBucket::parse_prefix_for(&bad, &b.domain, b.day).unwrap();
+        assert_eq!(
+            p.bytes(Grain::FiveMinutes, |_, _| {}),
+            Err(BucketError::Checksum)
+        );
+        assert!(p.bytes(Grain::Minute, |_, _| {}).is_ok());
+    }
+
+    #[test]
+    fn version_2_buckets_still_read() {
+        let b = busy();
+        let v2 = encode_v2(&b);
+        assert_eq!(DayBucket::decode(&v2).unwrap(), b);
+        assert_eq!(DayBucket::decode(&b.encode()).unwrap(), b);
     }
 
     #[test]
@@ -976,7 +1418,13 @@ mod tests {
             }
             b.statuses = codes.into_iter().map(|((minute, code), count)| StatusCount { minute, code, count }).collect();
             b.seq = u64::MAX;
-            prop_assert_eq!(DayBucket::decode(&b.encode()).unwrap(), b);
+            let enc = b.encode();
+            prop_assert_eq!(DayBucket::decode(&enc).unwrap(), b.clone());
+            // The rollup (or, past 2^64 - 1, the minutes in its place) sums to the minutes.
+            let p = DayBucket::parse(&enc).unwrap();
+            let (rows, codes) = walk(&p, Grain::Minute);
+            prop_assert_eq!(walk(&p, Grain::FiveMinutes), (by_block(&rows), by_block(&codes)));
+            prop_assert_eq!(DayBucket::decode(&encode_v2(&b)).unwrap(), b);
         }
 
         #[test]

@@ -9,7 +9,7 @@
 //! from the manifest, and removes it from the manifest before it deletes it, so a fresh read
 //! always finds what it needs).
 
-use crate::bucket::{DayBucket, RunId};
+use crate::bucket::{DayBucket, Grain, RunId, View};
 use crate::domain::DomainName;
 use crate::segment::{self, Index};
 use crate::store::manifest::{self, Manifest, Published};
@@ -41,7 +41,11 @@ pub async fn read_cells(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
 ) -> Result<(Snapshot, Vec<Option<DayBucket>>), StoreError> {
-    let (snap, parts) = gather(store, wanted).await?;
+    let every = View {
+        grain: Grain::Minute,
+        statuses: true,
+    };
+    let (snap, parts) = gather(store, wanted, every).await?;
     let mut cells = Vec::with_capacity(wanted.len());
     for (parts, (domain, day)) in parts.into_iter().zip(wanted) {
         let mut cell: Option<DayBucket> = None;
@@ -139,6 +143,8 @@ fn pending<'m>(m: &'m Manifest, days: &[Day]) -> Vec<(&'m Published, RunId)> {
 struct Part {
     key: String,
     bytes: Vec<u8>,
+    /// Whether `bytes` is the whole object (or cell), not the prefix a view needs.
+    whole: bool,
 }
 
 /// Gathers, for each wanted (domain, day), the objects whose sum it is: checked against the
@@ -147,20 +153,35 @@ async fn attempt(
     store: &dyn Store,
     m: &Manifest,
     wanted: &[(DomainName, Day)],
+    view: View,
 ) -> Result<Attempt<Vec<Vec<Part>>>, StoreError> {
     let keys: Vec<String> = wanted
         .iter()
         .map(|(d, day)| keys::bucket(*day, d))
         .collect();
-    let objects = store.get_many(&keys).await?;
+    let objects = match view.grain {
+        // The head and the rollup sections come first: a prefix holds them.
+        Grain::FiveMinutes => store.get_many_prefixes(&keys, first_read(view)).await?,
+        Grain::Minute => store.get_many(&keys).await?,
+    };
     let mut parts: Vec<Vec<Part>> = Vec::with_capacity(wanted.len());
     let mut held: Vec<Vec<RunId>> = Vec::with_capacity(wanted.len());
     for ((key, (domain, day)), obj) in keys.into_iter().zip(wanted).zip(objects) {
-        let Some(bytes) = obj else {
+        let Some(mut bytes) = obj else {
             parts.push(Vec::new());
             held.push(Vec::new());
             continue;
         };
+        let mut whole = view.grain == Grain::Minute || (bytes.len() as u64) < first_read(view);
+        if !whole && !DayBucket::prefix_holds(&bytes, view) {
+            // An earlier version, a long head or a large rollup: read it all, in one read (a
+            // second range could come from a newer object).
+            match store.get(&key).await? {
+                Some(b) => bytes = b,
+                None => return Ok(Attempt::Again),
+            }
+            whole = true;
+        }
         // The header alone for now: the checksum is verified when the part is decoded, so
         // that the object is walked once, while it is in the cache.
         let corrupt = |e: crate::bucket::BucketError| StoreError::Corrupt {
@@ -171,11 +192,11 @@ async fn attempt(
         // Folded by a compaction newer than this manifest: read again (unless the header only
         // says so because the object is damaged).
         if p.seq > m.seq {
-            DayBucket::parse_for(&bytes, domain, *day).map_err(corrupt)?;
+            DayBucket::parse_prefix_for(&bytes, domain, *day).map_err(corrupt)?;
             return Ok(Attempt::Again);
         }
         held.push(p.runs);
-        parts.push(vec![Part { key, bytes }]);
+        parts.push(vec![Part { key, bytes, whole }]);
     }
 
     let mut days: Vec<Day> = wanted.iter().map(|(_, d)| *d).collect();
@@ -245,6 +266,7 @@ async fn attempt(
         parts[w].push(Part {
             key: seg_keys[s].clone(),
             bytes,
+            whole: true,
         });
     }
     Ok(Attempt::Done(parts))
@@ -268,18 +290,24 @@ fn corrupt(key: &str, e: impl ToString) -> StoreError {
 pub async fn visit_parts<S: Send>(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
+    view: View,
     shares: usize,
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>
     + Sync,
 ) -> Result<(Snapshot, Vec<S>), StoreError> {
-    let (snap, parts) = gather(store, wanted).await?;
+    let (snap, parts) = gather(store, wanted, view).await?;
     let decode = |range: std::ops::Range<usize>| -> Result<S, StoreError> {
         let mut state = init();
         for w in range {
             let (domain, day) = &wanted[w];
             for part in &parts[w] {
-                DayBucket::parse_for(&part.bytes, domain, *day)
+                let parsed = if part.whole {
+                    DayBucket::parse_for(&part.bytes, domain, *day)
+                } else {
+                    DayBucket::parse_prefix_for(&part.bytes, domain, *day)
+                };
+                parsed
                     .and_then(|p| f(&mut state, w, &p))
                     .map_err(|e| corrupt(&part.key, e))?;
             }
@@ -328,16 +356,23 @@ pub async fn visit_parts<S: Send>(
     Ok((snap, states.into_iter().collect::<Result<_, _>>()?))
 }
 
+/// The bytes read first of each base bucket for a walk of `view` at five minutes: enough for
+/// the head (with a few hundred run ids) and the rollup sections of a busy domain.
+fn first_read(view: View) -> u64 {
+    if view.statuses { 16 * 1024 } else { 8 * 1024 }
+}
+
 /// Fewer parts than this to a share are decoded on one thread: starting one costs more.
 const PARTS_PER_SHARE: usize = 16;
 
 async fn gather(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
+    view: View,
 ) -> Result<(Snapshot, Vec<Vec<Part>>), StoreError> {
     for _ in 0..ATTEMPTS {
         let (m, _) = manifest::read(store).await?;
-        if let Attempt::Done(parts) = attempt(store, &m, wanted).await? {
+        if let Attempt::Done(parts) = attempt(store, &m, wanted, view).await? {
             let snap = Snapshot {
                 seq: m.seq,
                 watermark: m.watermark(),

@@ -22,6 +22,9 @@ const STAGE_THREADS: usize = 2;
 /// Above this many keys, `get_many` spreads reads over several blocking tasks.
 const KEYS_PER_TASK: usize = 32;
 
+/// Ranges up to this long are read into a buffer of their size at once.
+const DIRECT_READ: usize = 1 << 20;
+
 /// A store in a local directory.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -70,6 +73,37 @@ impl LocalStore {
         }
     }
 
+    /// Reads each key with `read` on blocking threads, a task per [`KEYS_PER_TASK`] keys,
+    /// results in the order of `keys`.
+    async fn read_many(
+        &self,
+        keys: &[String],
+        read: impl Fn(&LocalStore, &str) -> Result<Option<Vec<u8>>, StoreError> + Clone + Send + 'static,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tasks: Vec<_> = keys
+            .chunks(KEYS_PER_TASK)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                let me = self.clone();
+                let read = read.clone();
+                tokio::task::spawn_blocking(move || {
+                    chunk
+                        .iter()
+                        .map(|k| read(&me, k))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for t in tasks {
+            let part = t
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?;
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
     /// Reads up to `len` bytes from `start`, on the calling thread.
     pub fn get_range_blocking(
         &self,
@@ -93,6 +127,25 @@ impl LocalStore {
             }
             Err(e) => return Err(io(e)),
         };
+        // A bounded range is read straight into a buffer of its size, by offset: one or two
+        // system calls, where growing a buffer as the bytes come takes several.
+        if let Ok(n) = usize::try_from(len)
+            && n <= DIRECT_READ
+        {
+            use std::os::unix::fs::FileExt;
+            let mut out = vec![0; n];
+            let mut filled = 0;
+            while filled < n {
+                match f.read_at(&mut out[filled..], start.saturating_add(filled as u64)) {
+                    Ok(0) => break,
+                    Ok(k) => filled += k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            out.truncate(filled);
+            return Ok(Some(out));
+        }
         f.seek(SeekFrom::Start(start)).map_err(io)?;
         let mut out = Vec::new();
         f.take(len).read_to_end(&mut out).map_err(io)?;
@@ -389,27 +442,16 @@ impl Store for LocalStore {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let tasks: Vec<_> = keys
-            .chunks(KEYS_PER_TASK)
-            .map(|chunk| {
-                let chunk = chunk.to_vec();
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    chunk
-                        .iter()
-                        .map(|k| me.get_blocking(k))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for t in tasks {
-            let part = t
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("blocking task failed: {e}")))?;
-            out.extend(part?);
-        }
-        Ok(out)
+        self.read_many(keys, |s, k| s.get_blocking(k)).await
+    }
+
+    async fn get_many_prefixes(
+        &self,
+        keys: &[String],
+        len: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.read_many(keys, move |s, k| s.get_range_blocking(k, 0, len))
+            .await
     }
 
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -555,6 +597,36 @@ mod tests {
             s.get("../etc/passwd").await,
             Err(StoreError::InvalidKey(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn prefixes_are_read_in_order_whole_when_shorter() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        let long: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        s.put("k/long", long.clone(), Precondition::None)
+            .await
+            .unwrap();
+        s.put("k/short", vec![1, 2, 3], Precondition::None)
+            .await
+            .unwrap();
+        let keys: Vec<String> = ["k/short", "k/missing", "k/long"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        let got = s.get_many_prefixes(&keys, 8192).await.unwrap();
+        assert_eq!(got[0].as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(got[1], None);
+        assert_eq!(got[2].as_deref(), Some(&long[..8192]));
+        // Ranges past the end, and too long to read at once, still read what is there.
+        assert_eq!(
+            s.get_range("k/long", 99_990, 100).await.unwrap(),
+            Some(long[99_990..].to_vec())
+        );
+        assert_eq!(
+            s.get_range("k/long", 10, u64::MAX).await.unwrap(),
+            Some(long[10..].to_vec())
+        );
     }
 
     #[tokio::test]

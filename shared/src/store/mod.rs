@@ -134,6 +134,21 @@ pub trait Store: Send + Sync + Debug {
             .map(|b| slice_of(&b, start, len).to_vec()))
     }
 
+    /// Reads the first `len` bytes (fewer if shorter) of many objects, results in the order of
+    /// `keys`. Stores override this to read concurrently; the default reads one after the
+    /// other.
+    async fn get_many_prefixes(
+        &self,
+        keys: &[String],
+        len: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get_range(k, 0, len).await?);
+        }
+        Ok(out)
+    }
+
     /// Reads an object with its version, for a later conditional write.
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 

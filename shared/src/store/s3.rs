@@ -287,6 +287,19 @@ impl Store for S3Store {
         Ok(Some(Versioned { bytes, version }))
     }
 
+    async fn get_many_prefixes(
+        &self,
+        keys: &[String],
+        len: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let got: Vec<Result<Option<Vec<u8>>, StoreError>> = stream::iter(keys.iter().cloned())
+            .map(|k| async move { self.get_range(&k, 0, len).await })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        got.into_iter().collect()
+    }
+
     async fn get_many_versioned(
         &self,
         keys: &[String],
