@@ -929,12 +929,19 @@ impl<'a> Reader<'a> {
     }
     #[inline]
     fn varint(&mut self) -> Result<u64, BucketError> {
-        // Most values (counts, small deltas) are one byte.
-        if let Some(&b) = self.b.get(self.at)
-            && b < 0x80
-        {
-            self.at += 1;
-            return Ok(u64::from(b));
+        // Most values (counts, small deltas) are one byte; status codes, request counts and
+        // many HTTPS totals two.
+        if let Some(&b) = self.b.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(b));
+            }
+            if let Some(&c) = self.b.get(self.at + 1)
+                && c < 0x80
+            {
+                self.at += 2;
+                return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
+            }
         }
         self.varint_long()
     }

@@ -13,7 +13,7 @@ use crate::bucket::{DayBucket, Grain, RunId, View};
 use crate::domain::DomainName;
 use crate::segment::{self, Index};
 use crate::store::manifest::{self, Manifest, Published};
-use crate::store::{Store, StoreError, keys};
+use crate::store::{ReadInline, Store, StoreError, keys};
 use crate::time::{Day, Minute};
 use futures_util::future::try_join_all;
 use std::collections::{BTreeMap, HashMap};
@@ -184,21 +184,50 @@ async fn attempt(
         }
         // The header alone for now: the checksum is verified when the part is decoded, so
         // that the object is walked once, while it is in the cache.
-        let corrupt = |e: crate::bucket::BucketError| StoreError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        };
-        let p = DayBucket::parse_verified_for(&bytes, domain, *day).map_err(corrupt)?;
-        // Folded by a compaction newer than this manifest: read again (unless the header only
-        // says so because the object is damaged).
-        if p.seq > m.seq {
-            DayBucket::parse_prefix_for(&bytes, domain, *day).map_err(corrupt)?;
-            return Ok(Attempt::Again);
+        match base_runs(&key, &bytes, domain, *day, m)? {
+            Some(runs) => held.push(runs),
+            None => return Ok(Attempt::Again),
         }
-        held.push(p.runs);
         parts.push(vec![Part { key, bytes, whole }]);
     }
+    Ok(match segment_parts(store, m, wanted, &held).await? {
+        Attempt::Done(segs) => {
+            for (mine, more) in parts.iter_mut().zip(segs) {
+                mine.extend(more);
+            }
+            Attempt::Done(parts)
+        }
+        Attempt::Again => Attempt::Again,
+    })
+}
 
+/// The runs a base bucket holds, from its header (its checksums are verified when it is
+/// decoded); `None` if a compaction newer than the manifest `m` folded it: read again.
+fn base_runs(
+    key: &str,
+    bytes: &[u8],
+    domain: &DomainName,
+    day: Day,
+    m: &Manifest,
+) -> Result<Option<Vec<RunId>>, StoreError> {
+    let p = DayBucket::parse_verified_for(bytes, domain, day).map_err(|e| corrupt(key, e))?;
+    if p.seq > m.seq {
+        // Unless the header only says so because the object is damaged.
+        DayBucket::parse_prefix_for(bytes, domain, day).map_err(|e| corrupt(key, e))?;
+        return Ok(None);
+    }
+    Ok(Some(p.runs))
+}
+
+/// For each wanted (domain, day), the cells of the pending segments its base (which holds
+/// the runs `held`) does not hold yet.
+async fn segment_parts(
+    store: &dyn Store,
+    m: &Manifest,
+    wanted: &[(DomainName, Day)],
+    held: &[Vec<RunId>],
+) -> Result<Attempt<Vec<Vec<Part>>>, StoreError> {
+    let mut parts: Vec<Vec<Part>> = wanted.iter().map(|_| Vec::new()).collect();
     let mut days: Vec<Day> = wanted.iter().map(|(_, d)| *d).collect();
     days.sort();
     days.dedup();
@@ -285,8 +314,11 @@ fn corrupt(key: &str, e: impl ToString) -> StoreError {
 /// naming its key. For queries. The decoding is spread over up to `shares` threads when there
 /// is enough of it: each share gets a run of the wanted cells and a state of its own from
 /// `init`, and the states come back in the order of the shares, for the caller to merge.
-/// Decoding is a large part of a query over many domains, and the objects are all in memory
-/// by then.
+/// Decoding is a large part of a query over many domains. On a store read on the calling
+/// thread ([`Store::inline`]) each share reads its objects too, and a cell's base is handed
+/// over first, its segment cells after every base of the share; elsewhere the objects are all
+/// read first, concurrently, and each cell's parts handed over together. `view` says what
+/// `f` will walk, so that only that is read where the layout allows.
 pub async fn visit_parts<S: Send>(
     store: &dyn Store,
     wanted: &[(DomainName, Day)],
@@ -296,6 +328,9 @@ pub async fn visit_parts<S: Send>(
     f: impl Fn(&mut S, usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>
     + Sync,
 ) -> Result<(Snapshot, Vec<S>), StoreError> {
+    if let Some(local) = store.inline() {
+        return visit_inline(store, local, wanted, view, shares, init, f).await;
+    }
     let (snap, parts) = gather(store, wanted, view).await?;
     let decode = |range: std::ops::Range<usize>| -> Result<S, StoreError> {
         let mut state = init();
@@ -331,29 +366,132 @@ pub async fn visit_parts<S: Send>(
     bounds.push(wanted.len());
     bounds.dedup();
     let ranges: Vec<_> = bounds.windows(2).map(|b| b[0]..b[1]).collect();
-    let states = std::thread::scope(|scope| {
-        let (first, rest) = ranges
-            .split_first()
-            .map_or((0..0, &[][..]), |(a, b)| (a.clone(), b));
+    Ok((snap, on_threads(&ranges, &decode)?))
+}
+
+/// [`visit_parts`] on a store read on the calling thread: each share's thread reads its base
+/// buckets into one buffer and decodes each as soon as it is read, then the cells of pending
+/// segments (few: compaction folds them) are read and decoded share by share.
+async fn visit_inline<S: Send>(
+    store: &dyn Store,
+    local: &dyn ReadInline,
+    wanted: &[(DomainName, Day)],
+    view: View,
+    shares: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>
+    + Sync,
+) -> Result<(Snapshot, Vec<S>), StoreError> {
+    let first = match view.grain {
+        Grain::FiveMinutes => first_read(view),
+        Grain::Minute => u64::MAX,
+    };
+    let shares = shares.clamp(1, wanted.len().div_ceil(PARTS_PER_SHARE).max(1));
+    let per_share = wanted.len().div_ceil(shares).max(1);
+    let ranges: Vec<std::ops::Range<usize>> = (0..wanted.len())
+        .step_by(per_share)
+        .map(|a| a..(a + per_share).min(wanted.len()))
+        .collect();
+    for _ in 0..ATTEMPTS {
+        let (m, _) = manifest::read(store).await?;
+        // One share: its state and, per wanted cell, the runs its base holds; `None` if a
+        // base is newer than the manifest.
+        type Share<S> = Option<(S, Vec<Vec<RunId>>)>;
+        let bases = |range: std::ops::Range<usize>| -> Result<Share<S>, StoreError> {
+            let mut state = init();
+            let mut held = Vec::with_capacity(range.len());
+            let mut buf = Vec::new();
+            for w in range {
+                let (domain, day) = &wanted[w];
+                let key = keys::bucket(*day, domain);
+                let Some(mut n) = local.read_prefix_into(&key, first, &mut buf)? else {
+                    held.push(Vec::new());
+                    continue;
+                };
+                let mut whole = first == u64::MAX || (n as u64) < first;
+                if !whole && !DayBucket::prefix_holds(&buf[..n], view) {
+                    // Read it all, in one read (a second range could come from a newer object).
+                    match local.read_prefix_into(&key, u64::MAX, &mut buf)? {
+                        Some(all) => n = all,
+                        None => return Ok(None),
+                    }
+                    whole = true;
+                }
+                let bytes = &buf[..n];
+                match base_runs(&key, bytes, domain, *day, &m)? {
+                    Some(runs) => held.push(runs),
+                    None => return Ok(None),
+                }
+                let parsed = if whole {
+                    DayBucket::parse_for(bytes, domain, *day)
+                } else {
+                    DayBucket::parse_prefix_for(bytes, domain, *day)
+                };
+                parsed
+                    .and_then(|p| f(&mut state, w, &p))
+                    .map_err(|e| corrupt(&key, e))?;
+            }
+            Ok(Some((state, held)))
+        };
+        let done = on_threads(&ranges, &bases)?;
+        let Some(done) = done.into_iter().collect::<Option<Vec<_>>>() else {
+            continue;
+        };
+        let (mut states, held): (Vec<S>, Vec<Vec<Vec<RunId>>>) = done.into_iter().unzip();
+        let held: Vec<Vec<RunId>> = held.into_iter().flatten().collect();
+        let Attempt::Done(segs) = segment_parts(store, &m, wanted, &held).await? else {
+            continue;
+        };
+        if segs.iter().any(|p| !p.is_empty()) {
+            for (range, state) in ranges.iter().zip(&mut states) {
+                for w in range.clone() {
+                    let (domain, day) = &wanted[w];
+                    for part in &segs[w] {
+                        DayBucket::parse_for(&part.bytes, domain, *day)
+                            .and_then(|p| f(state, w, &p))
+                            .map_err(|e| corrupt(&part.key, e))?;
+                    }
+                }
+            }
+        }
+        let snap = Snapshot {
+            seq: m.seq,
+            watermark: m.watermark(),
+        };
+        return Ok((snap, states));
+    }
+    Err(StoreError::Unavailable(format!(
+        "the store changed under {ATTEMPTS} reads in a row"
+    )))
+}
+
+/// Runs `work` on each range, the first on the calling thread and the others on threads of
+/// their own, results in the order of the ranges.
+fn on_threads<T: Send>(
+    ranges: &[std::ops::Range<usize>],
+    work: &(impl Fn(std::ops::Range<usize>) -> Result<T, StoreError> + Sync),
+) -> Result<Vec<T>, StoreError> {
+    let Some((first, rest)) = ranges.split_first() else {
+        return Ok(Vec::new());
+    };
+    std::thread::scope(|scope| {
         let others: Vec<_> = rest
             .iter()
             .map(|r| {
                 let r = r.clone();
-                let decode = &decode;
-                scope.spawn(move || decode(r))
+                scope.spawn(move || work(r))
             })
             .collect();
-        let mut states = vec![decode(first)];
+        let mut out = vec![work(first.clone())];
         for h in others {
-            states.push(h.join().unwrap_or_else(|_| {
+            out.push(h.join().unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(
                     "a decoding thread panicked".to_owned(),
                 ))
             }));
         }
-        states
-    });
-    Ok((snap, states.into_iter().collect::<Result<_, _>>()?))
+        out.into_iter().collect()
+    })
 }
 
 /// The bytes read first of each base bucket for a walk of `view` at five minutes: enough for

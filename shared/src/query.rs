@@ -315,6 +315,7 @@ mod tests {
     use crate::api::request::{ACTION, Interval, RawRequest, parse_request};
     use crate::bucket::{DayBucket, MINUTES, RunId};
     use crate::domain::DomainName;
+    use crate::store::memory::AsRemote;
     use crate::store::{MemoryStore, Precondition};
     use crate::store::{keys, watermark};
     use crate::time::ApiTime;
@@ -326,6 +327,18 @@ mod tests {
     /// The request's own domains.
     async fn series(store: &MemoryStore, req: &QueryRequest) -> Result<Vec<Point>, StoreError> {
         super::series(store, req, req.domains.as_ref().unwrap().names()).await
+    }
+
+    /// [`series`], and checks that a store read as a remote one (objects fetched concurrently,
+    /// then decoded) answers the same.
+    async fn series_both_ways(store: MemoryStore, req: &QueryRequest) -> (MemoryStore, Vec<Point>) {
+        let inline = series(&store, req).await.unwrap();
+        let remote = AsRemote(store);
+        let other = super::series(&remote, req, req.domains.as_ref().unwrap().names())
+            .await
+            .unwrap();
+        assert_eq!(inline, other, "read inline and read as a remote store");
+        (remote.0, inline)
     }
 
     /// Writes minute totals straight into buckets, as the batch would.
@@ -465,7 +478,7 @@ mod tests {
             let all: Vec<usize> = states.concat();
             assert_eq!(all, (0..120).collect::<Vec<_>>());
         }
-        let pts = series(&s, &req).await.unwrap();
+        let (_, pts) = series_both_ways(s, &req).await;
         type Measures = (u128, u128, u128, Vec<(u16, u128)>);
         let at: Vec<Measures> = pts
             .iter()
@@ -496,7 +509,7 @@ mod tests {
     #[tokio::test]
     async fn a_bucket_whose_head_outgrows_the_first_read_is_read_whole() {
         use crate::api::action::Action;
-        let s = MemoryStore::new();
+        let mut s = MemoryStore::new();
         let base = Minute(m("2019-12-10T20:00:00Z"));
         let d = DomainName::parse("a.com").unwrap();
         let mut b = DayBucket::new(d.clone(), base.day());
@@ -522,7 +535,8 @@ mod tests {
         let mut req = request("a.com", start, start + 600, Some(Interval::FiveMinutes));
         for action in ["DescribeDomainSrcTrafficData", "DescribeDomainSrcQpsData"] {
             req.action = Action::from_name(action).unwrap();
-            let pts = series(&s, &req).await.unwrap();
+            let (back, pts) = series_both_ways(s, &req).await;
+            s = back;
             let got: Vec<(u128, u128)> = pts.iter().map(|p| (p.bytes, p.requests)).collect();
             assert_eq!(got, [(15, 5), (40, 5)], "{action}");
         }
@@ -722,7 +736,7 @@ mod tests {
             let pts = rt.block_on(async {
                 let s = MemoryStore::new();
                 fill(&s, &data).await;
-                series(&s, &req).await.unwrap()
+                series_both_ways(s, &req).await.1
             });
             let mark = data.keys().map(|(_, m)| *m).max();
             let step = iv.minutes();

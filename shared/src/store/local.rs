@@ -7,7 +7,7 @@
 //! shares one flush of the file system (`syncfs`), which is what makes committing thousands of
 //! buckets cheap.
 
-use super::{Precondition, Store, StoreError, Version, Versioned, keys};
+use super::{Precondition, ReadInline, Store, StoreError, Version, Versioned, keys};
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -150,6 +150,22 @@ impl LocalStore {
         let mut out = Vec::new();
         f.take(len).read_to_end(&mut out).map_err(io)?;
         Ok(Some(out))
+    }
+
+    /// Opens an object for reading; `None` if there is no such object.
+    fn open_object(&self, key: &str) -> Result<Option<File>, StoreError> {
+        match File::open(self.path(key)?) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
+                "store directory {} is missing",
+                self.root.display()
+            ))),
+            Err(source) => Err(StoreError::Io {
+                key: key.to_owned(),
+                source,
+            }),
+        }
     }
 
     fn get_versioned_blocking(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -423,8 +439,55 @@ fn version_of(bytes: &[u8]) -> Version {
     Version(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)))
 }
 
+impl ReadInline for LocalStore {
+    fn read_prefix_into(
+        &self,
+        key: &str,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let io = |source| StoreError::Io {
+            key: key.to_owned(),
+            source,
+        };
+        let Some(f) = self.open_object(key)? else {
+            return Ok(None);
+        };
+        let want = if len == u64::MAX {
+            f.metadata().map_err(io)?.len()
+        } else {
+            len
+        };
+        let want = usize::try_from(want).map_err(|_| {
+            io(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                "object larger than memory",
+            ))
+        })?;
+        // A buffer kept from read to read is zeroed only where it grows.
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let mut filled = 0;
+        while filled < want {
+            match f.read_at(&mut buf[filled..want], filled as u64) {
+                Ok(0) => break,
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(Some(filled))
+    }
+}
+
 #[async_trait]
 impl Store for LocalStore {
+    fn inline(&self) -> Option<&dyn ReadInline> {
+        Some(self)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.blocking(move |s| s.get_blocking(&key)).await
@@ -618,6 +681,32 @@ mod tests {
         assert_eq!(got[0].as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(got[1], None);
         assert_eq!(got[2].as_deref(), Some(&long[..8192]));
+        // Read inline into one buffer kept from read to read.
+        let inline = s.inline().unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(
+            inline.read_prefix_into("k/long", 8192, &mut buf).unwrap(),
+            Some(8192)
+        );
+        assert_eq!(&buf[..8192], &long[..8192]);
+        assert_eq!(
+            inline.read_prefix_into("k/short", 8192, &mut buf).unwrap(),
+            Some(3)
+        );
+        assert_eq!(&buf[..3], &[1, 2, 3]);
+        assert_eq!(
+            inline
+                .read_prefix_into("k/missing", 8192, &mut buf)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            inline
+                .read_prefix_into("k/long", u64::MAX, &mut buf)
+                .unwrap(),
+            Some(100_000)
+        );
+        assert_eq!(&buf[..100_000], &long[..]);
         // Ranges past the end, and too long to read at once, still read what is there.
         assert_eq!(
             s.get_range("k/long", 99_990, 100).await.unwrap(),

@@ -149,6 +149,13 @@ pub trait Store: Send + Sync + Debug {
         Ok(out)
     }
 
+    /// The store's reads on the calling thread, for a store whose read is a local one (no
+    /// network to wait on): a reader can then read and decode on the same threads, without
+    /// handing each read to a blocking pool. `None` (the default) for remote stores.
+    fn inline(&self) -> Option<&dyn ReadInline> {
+        None
+    }
+
     /// Reads an object with its version, for a later conditional write.
     async fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
@@ -191,6 +198,19 @@ pub trait Store: Send + Sync + Debug {
 
     /// Removes an object; removing a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Reads on the calling thread, into a buffer the caller keeps from read to read.
+pub trait ReadInline: Send + Sync {
+    /// Reads up to `len` bytes of an object from its start into `buf` (growing it if needed)
+    /// and returns how many were read; `None` for no such object. `len` of `u64::MAX` reads
+    /// the whole object. Bytes of `buf` past the returned length are left as they were.
+    fn read_prefix_into(
+        &self,
+        key: &str,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, StoreError>;
 }
 
 /// The part of `bytes` that a range read of (`start`, `len`) returns.
