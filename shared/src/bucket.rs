@@ -23,7 +23,7 @@
 //! | 4 × 4 | the CRC-32 (IEEE) of each section |
 //! | 4 | CRC-32 of every byte before it |
 //! | | five-minute rows: row count `N` (blocks held, of 288), then in columns: N varints of blocks skipped since the previous row; N × 8 bytes; u32 length + N varints of requests; u32 length + N varints of https bytes |
-//! | | five-minute status counts: count `S`, then S entries of: blocks since the previous entry, status code, requests; each a varint; ascending (block, code) |
+//! | | five-minute status counts: the number of codes `K`, then for each code, ascending: the code, its entry count `N`, the byte length of its entries, then N entries of: blocks skipped since the code's previous entry, requests; all varints |
 //! | | minute rows, laid out as the five-minute ones, by minute (of 1,440) |
 //! | | minute status counts, laid out as the five-minute ones, by minute |
 //!
@@ -32,8 +32,13 @@
 //! the checksums of the sections it reads only. Where a block's sum would pass 2^64 - 1 they are
 //! left empty (length 0) and a walk by block sums the minutes.
 //!
-//! Version 2 (the release before) goes on with the sequence number, the runs, the minute rows
-//! and status counts, and a CRC-32 of every byte before it. Version 1 (earlier releases) goes on
+//! Status counts are stored code by code: a query adds each code's column without looking the
+//! code up per entry, and skips the rest of a column past the last unit it wants.
+//!
+//! Version 2 (the release before) goes on with the sequence number, the runs, the minute rows,
+//! the status counts (a u32 count `S`, then S entries of: minutes since the previous entry,
+//! status code, requests; each a varint; ascending (minute, code)), and a CRC-32 of every byte
+//! before it. Version 1 (earlier releases) goes on
 //! with the run count `R` (4), the run ids (16·R), then 1,440 byte totals (8 each, minute 0 =
 //! 00:00Z first): bytes only, and a CRC-32 of every byte before it.
 //!
@@ -703,6 +708,11 @@ impl<'a> Parsed<'a> {
     ) -> Result<Vec<StatusCount>, BucketError> {
         let mut statuses = Vec::new();
         self.visit(Grain::Minute, MINUTES - 1, f, Some(|s| statuses.push(s)))?;
+        if self.version >= 3 {
+            // Stored code by code: each code's run is in minute order, and a stable sort
+            // merges the runs.
+            statuses.sort_by_key(|s| (s.minute, s.code));
+        }
         Ok(statuses)
     }
 
@@ -719,8 +729,9 @@ impl<'a> Parsed<'a> {
     }
 
     /// [`Parsed::measures`], with each status count of those units handed to `g` as it is
-    /// read, in (unit, code) order (`minute` holding the unit), instead of collected. A bucket
-    /// without the five-minute rollup hands over a block's counts minute by minute.
+    /// read (`minute` holding the unit), instead of collected: code by code, units ascending
+    /// within a code (version 2: in (unit, code) order). A bucket without the five-minute
+    /// rollup hands over a block's counts minute by minute.
     pub fn rows_and_statuses(
         &self,
         grain: Grain,
@@ -804,10 +815,8 @@ impl<'a> Parsed<'a> {
             if r.left() > 0 {
                 return Err(BucketError::Trailing(r.left()));
             }
-            r = Reader {
-                b: self.section(statuses_at)?,
-                at: 0,
-            };
+            let b = self.section(statuses_at)?;
+            return walk_statuses(b, units, per, last_stored, out);
         }
         let n = r.u32()? as usize;
         let mut prev = 0u64;
@@ -867,16 +876,83 @@ fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]
     }
 }
 
-/// Appends status counts (sorted by unit and code) as laid out in a status section.
+/// Appends status counts (each (unit, code) once) as laid out in a version-3 status section:
+/// the count of codes, then for each code, ascending: the code, its entry count, the byte
+/// length of its entries, and the entries: the units skipped since the previous entry of the
+/// code, and the requests; all varints.
 fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
-    out.extend_from_slice(&(statuses.len() as u32).to_le_bytes());
-    let mut prev = 0;
-    for s in statuses {
-        put_varint(out, u64::from(s.minute - prev));
-        put_varint(out, u64::from(s.code));
-        put_varint(out, s.count);
-        prev = s.minute;
+    let mut by_code: Vec<&StatusCount> = statuses.iter().collect();
+    by_code.sort_by_key(|s| (s.code, s.minute));
+    let codes: Vec<&[&StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
+    put_varint(out, codes.len() as u64);
+    let mut entries = Vec::new();
+    for column in codes {
+        entries.clear();
+        let mut next = 0;
+        for s in column {
+            put_varint(&mut entries, u64::from(s.minute - next));
+            put_varint(&mut entries, s.count);
+            next = s.minute + 1;
+        }
+        put_varint(out, u64::from(column[0].code));
+        put_varint(out, column.len() as u64);
+        put_varint(out, entries.len() as u64);
+        out.extend_from_slice(&entries);
     }
+}
+
+/// Hands each status count of a version-3 status section up to stored unit `last` to `out`,
+/// code by code (units ascending within a code), with its unit divided by `per`; every check
+/// of the encoding made on what is read, and all of it when `last` is the day's last unit.
+fn walk_statuses(
+    b: &[u8],
+    units: usize,
+    per: usize,
+    last: usize,
+    mut out: impl FnMut(StatusCount),
+) -> Result<(), BucketError> {
+    let mut r = Reader { b, at: 0 };
+    let codes = r.varint()?;
+    let mut before: Option<u16> = None;
+    for _ in 0..codes {
+        let code = u16::try_from(r.varint()?).map_err(|_| BucketError::BadRow(MINUTES))?;
+        if before.is_some_and(|c| c >= code) {
+            return Err(BucketError::BadRow(MINUTES));
+        }
+        before = Some(code);
+        let n = r.varint()?;
+        let len = usize::try_from(r.varint()?).map_err(|_| BucketError::Truncated(b.len()))?;
+        let mut e = Reader {
+            b: r.take(len)?,
+            at: 0,
+        };
+        let mut next = 0u64;
+        let mut stopped = false;
+        for _ in 0..n {
+            let unit = next.saturating_add(e.varint()?);
+            let count = e.varint()?;
+            if unit >= units as u64 {
+                return Err(BucketError::BadRow(MINUTES));
+            }
+            if unit > last as u64 {
+                stopped = true;
+                break;
+            }
+            out(StatusCount {
+                minute: (unit as usize / per) as u16,
+                code,
+                count,
+            });
+            next = unit + 1;
+        }
+        if !stopped && e.left() > 0 {
+            return Err(BucketError::Trailing(e.left()));
+        }
+    }
+    if r.left() > 0 {
+        return Err(BucketError::Trailing(r.left()));
+    }
+    Ok(())
 }
 
 /// Appends `v` as an unsigned LEB128 varint: 7 bits a byte, low first.
@@ -1031,8 +1107,9 @@ mod tests {
             .unwrap();
             (rows, codes)
         };
-        let (rows, codes) = walk(1200);
+        let (rows, mut codes) = walk(1200);
         assert_eq!(rows, [(10, 1, 2, 6), (1200, 7, 1, 3)]);
+        codes.sort();
         assert_eq!(
             codes.iter().map(|s| (s.minute, s.code)).collect::<Vec<_>>(),
             [(10, 200), (10, 404), (1200, 200)]
@@ -1134,7 +1211,14 @@ mod tests {
             out.extend_from_slice(&r.0);
         }
         encode_rows(&mut out, &b.minutes[..], &b.requests[..], &b.https[..]);
-        encode_statuses(&mut out, &b.statuses);
+        out.extend_from_slice(&(b.statuses.len() as u32).to_le_bytes());
+        let mut prev = 0;
+        for s in &b.statuses {
+            put_varint(&mut out, u64::from(s.minute - prev));
+            put_varint(&mut out, u64::from(s.code));
+            put_varint(&mut out, s.count);
+            prev = s.minute;
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -1416,6 +1500,7 @@ mod tests {
         fn any_contents_round_trip(
             rows in proptest::collection::vec((0usize..MINUTES, any::<u64>(), any::<u64>(), any::<u64>()), 0..60),
             codes in proptest::collection::btree_map((0u16..1440, 100u16..600), 1u64..u64::MAX, 0..40),
+            last in 0usize..MINUTES,
         ) {
             let mut b = DayBucket::new(DomainName::parse("a.com").unwrap(), Day(-3));
             for (m, x, y, z) in rows {
@@ -1431,7 +1516,13 @@ mod tests {
             let p = DayBucket::parse(&enc).unwrap();
             let (rows, codes) = walk(&p, Grain::Minute);
             prop_assert_eq!(walk(&p, Grain::FiveMinutes), (by_block(&rows), by_block(&codes)));
-            prop_assert_eq!(DayBucket::decode(&encode_v2(&b)).unwrap(), b);
+            prop_assert_eq!(DayBucket::decode(&encode_v2(&b)).unwrap(), b.clone());
+            // A walk up to a minute sees exactly the counts up to it, column by column.
+            let mut seen = Vec::new();
+            p.rows_and_statuses(Grain::Minute, last, |_, _, _, _| {}, |s| seen.push(s)).unwrap();
+            seen.sort();
+            let want: Vec<StatusCount> = b.statuses.iter().filter(|s| usize::from(s.minute) <= last).copied().collect();
+            prop_assert_eq!(seen, want);
         }
 
         #[test]

@@ -214,6 +214,8 @@ struct CodeSums {
     index: Vec<u16>,
     codes: Vec<u16>,
     columns: Vec<Vec<u128>>,
+    /// The code added last, and its column.
+    last: Option<(u16, usize)>,
 }
 
 impl CodeSums {
@@ -222,6 +224,13 @@ impl CodeSums {
     }
 
     fn add_wide(&mut self, slot: usize, code: u16, count: u128) {
+        // Cells hand their counts over code by code: most adds are to the last code's column.
+        if let Some((last, column)) = self.last
+            && last == code
+        {
+            self.columns[column][slot] += count;
+            return;
+        }
         if self.index.is_empty() {
             self.index = vec![0; 1000];
         }
@@ -240,6 +249,7 @@ impl CodeSums {
                 }
             },
         };
+        self.last = Some((code, column));
         self.columns[column][slot] += count;
     }
 
