@@ -465,39 +465,35 @@ async fn visit_inline<S: Send>(
     )))
 }
 
-/// Runs `work` on each range, the first on the calling thread and the others on threads of
-/// their own, results in the order of the ranges.
+/// Runs `work` on each range, on the process's pool of one thread per core (threads kept
+/// from query to query: starting one per query cost more than some queries), results in the
+/// order of the ranges. A single range runs on the calling thread.
 fn on_threads<T: Send>(
     ranges: &[std::ops::Range<usize>],
     work: &(impl Fn(std::ops::Range<usize>) -> Result<T, StoreError> + Sync),
 ) -> Result<Vec<T>, StoreError> {
-    let Some((first, rest)) = ranges.split_first() else {
-        return Ok(Vec::new());
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = rest
-            .iter()
-            .map(|r| {
-                let r = r.clone();
-                scope.spawn(move || work(r))
-            })
-            .collect();
-        let mut out = vec![work(first.clone())];
-        for h in others {
-            out.push(h.join().unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(
-                    "a decoding thread panicked".to_owned(),
-                ))
-            }));
-        }
-        out.into_iter().collect()
-    })
+    use rayon::prelude::*;
+    if let [only] = ranges {
+        return Ok(vec![work(only.clone())?]);
+    }
+    ranges
+        .par_iter()
+        .map(|r| {
+            // A share that panics fails its query, not the pool or the process.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(r.clone())))
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "a decoding thread panicked".to_owned(),
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// The bytes read first of each base bucket for a walk of `view` at five minutes: enough for
 /// the head (with a few hundred run ids) and the rollup sections of a busy domain.
 fn first_read(view: View) -> u64 {
-    if view.statuses { 16 * 1024 } else { 8 * 1024 }
+    if view.statuses { 12 * 1024 } else { 8 * 1024 }
 }
 
 /// Fewer parts than this to a share are decoded on one thread: starting one costs more.
