@@ -881,9 +881,18 @@ fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]
 /// length of its entries, and the entries: the units skipped since the previous entry of the
 /// code, and the requests; all varints.
 fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
-    let mut by_code: Vec<&StatusCount> = statuses.iter().collect();
+    let mut by_code: Vec<StatusCount> = statuses.to_vec();
     by_code.sort_by_key(|s| (s.code, s.minute));
-    let codes: Vec<&[&StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
+    // Each (unit, code) once: a list that names one twice (the bucket's own rule says it
+    // must not) is written summed rather than as a gap that does not fit.
+    by_code.dedup_by(|later, kept| {
+        let same = (later.code, later.minute) == (kept.code, kept.minute);
+        if same {
+            kept.count = kept.count.saturating_add(later.count);
+        }
+        same
+    });
+    let codes: Vec<&[StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
     put_varint(out, codes.len() as u64);
     let mut entries = Vec::new();
     for column in codes {
@@ -1384,6 +1393,28 @@ mod tests {
             Err(BucketError::Checksum)
         );
         assert!(p.bytes(Grain::Minute, |_, _| {}).is_ok());
+    }
+
+    #[test]
+    fn status_counts_in_any_order_or_named_twice_are_written_once_each() {
+        let mut b = busy();
+        let sorted = b.clone();
+        b.statuses.reverse();
+        assert_eq!(DayBucket::decode(&b.encode()).unwrap(), sorted);
+        b.statuses.push(StatusCount {
+            minute: 10,
+            code: 200,
+            count: 5,
+        });
+        let got = DayBucket::decode(&b.encode()).unwrap();
+        let at = |b: &DayBucket| {
+            b.statuses
+                .iter()
+                .filter(|s| (s.minute, s.code) == (10, 200))
+                .map(|s| s.count)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(&got), [at(&sorted)[0] + 5]);
     }
 
     #[test]
