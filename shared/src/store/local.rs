@@ -116,33 +116,16 @@ impl LocalStore {
             key: key.to_owned(),
             source,
         };
-        let mut f = match File::open(self.path(key)?) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => return Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(StoreError::Unavailable(format!(
-                    "store directory {} is missing",
-                    self.root.display()
-                )));
-            }
-            Err(e) => return Err(io(e)),
+        let Some(mut f) = self.open_object(key)? else {
+            return Ok(None);
         };
         // A bounded range is read straight into a buffer of its size, by offset: one or two
         // system calls, where growing a buffer as the bytes come takes several.
         if let Ok(n) = usize::try_from(len)
             && n <= DIRECT_READ
         {
-            use std::os::unix::fs::FileExt;
             let mut out = vec![0; n];
-            let mut filled = 0;
-            while filled < n {
-                match f.read_at(&mut out[filled..], start.saturating_add(filled as u64)) {
-                    Ok(0) => break,
-                    Ok(k) => filled += k,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(io(e)),
-                }
-            }
+            let filled = read_at_most(&f, start, &mut out).map_err(io)?;
             out.truncate(filled);
             return Ok(Some(out));
         }
@@ -439,6 +422,21 @@ fn version_of(bytes: &[u8]) -> Version {
     Version(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)))
 }
 
+/// Reads from `start` until `buf` is full or the file ends, by offset; returns how many bytes.
+fn read_at_most(f: &File, start: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read_at(&mut buf[filled..], start.saturating_add(filled as u64)) {
+            Ok(0) => break,
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 impl ReadInline for LocalStore {
     fn read_prefix_into(
         &self,
@@ -446,7 +444,6 @@ impl ReadInline for LocalStore {
         len: u64,
         buf: &mut Vec<u8>,
     ) -> Result<Option<usize>, StoreError> {
-        use std::os::unix::fs::FileExt;
         let io = |source| StoreError::Io {
             key: key.to_owned(),
             source,
@@ -469,16 +466,7 @@ impl ReadInline for LocalStore {
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        let mut filled = 0;
-        while filled < want {
-            match f.read_at(&mut buf[filled..want], filled as u64) {
-                Ok(0) => break,
-                Ok(k) => filled += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
-        Ok(Some(filled))
+        Ok(Some(read_at_most(&f, 0, &mut buf[..want]).map_err(io)?))
     }
 }
 
