@@ -39,11 +39,11 @@ pub async fn series(
     let spec = req.action.spec();
     let bytes_only = matches!(spec.measure, Measure::Bytes | Measure::Bits) && !spec.https;
     let codes = spec.measure == Measure::Codes;
-    // For each day, the slot of each of its minutes (or none), worked out once per day and
-    // share rather than per domain and minute; and the day's last minute in range, after
-    // which rows are not even decoded (a 24-hour window needs a few minutes of its second day).
-    // Intervals of five minutes and more read each day's five-minute rollup: a fifth of the
-    // rows, and a prefix of each object.
+    // For each day, the slot of each of its units (or none), worked out once per day and
+    // share rather than per domain and unit; and the day's last unit in range, after which
+    // rows are not even decoded (a 24-hour window needs a few minutes of its second day).
+    // Units are minutes, or at intervals of five minutes and more the five-minute blocks of
+    // each day's rollup: a fifth of the rows, and a prefix of each object.
     let grain = if step % 5 == 0 && first.0 % 5 == 0 {
         Grain::FiveMinutes
     } else {
