@@ -351,18 +351,22 @@ impl DayBucket {
         }
         let mut statuses = Vec::with_capacity(self.statuses.len() / 2);
         let mut block: Vec<(u16, u64)> = Vec::new();
-        // Status counts are sorted by minute, so a block's are side by side.
+        // Status counts are sorted by minute, so a block's are side by side; a block has a
+        // handful of codes, summed in a short list.
         for run in self.statuses.chunk_by(|a, b| a.minute / 5 == b.minute / 5) {
             block.clear();
-            block.extend(run.iter().map(|s| (s.code, s.count)));
-            block.sort_unstable_by_key(|&(code, _)| code);
-            for same in block.chunk_by(|a, b| a.0 == b.0) {
-                statuses.push(StatusCount {
-                    minute: run[0].minute / 5,
-                    code: same[0].0,
-                    count: same.iter().try_fold(0u64, |a, &(_, n)| a.checked_add(n))?,
-                });
+            for s in run {
+                match block.iter_mut().find(|(code, _)| *code == s.code) {
+                    Some((_, n)) => *n = n.checked_add(s.count)?,
+                    None => block.push((s.code, s.count)),
+                }
             }
+            block.sort_unstable_by_key(|&(code, _)| code);
+            statuses.extend(block.iter().map(|&(code, count)| StatusCount {
+                minute: run[0].minute / 5,
+                code,
+                count,
+            }));
         }
         Some((five, statuses))
     }
@@ -881,6 +885,46 @@ fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]
 /// length of its entries, and the entries: the units skipped since the previous entry of the
 /// code, and the requests; all varints.
 fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
+    // Cells keep their counts sorted by (unit, code) with a handful of codes: each code's
+    // column is then those counts filtered, in order, with no sort.
+    let sorted = statuses
+        .windows(2)
+        .all(|w| (w[0].minute, w[0].code) < (w[1].minute, w[1].code));
+    if sorted {
+        // One pass: each count goes straight into its code's column, encoded.
+        let mut columns: Vec<Column> = Vec::new();
+        let mut at = 0;
+        for s in statuses {
+            if columns.get(at).is_none_or(|c| c.code != s.code) {
+                at = match columns.iter().position(|c| c.code == s.code) {
+                    Some(i) => i,
+                    None => {
+                        columns.push(Column {
+                            code: s.code,
+                            count: 0,
+                            next: 0,
+                            entries: Vec::with_capacity(3 * statuses.len() / 4 + 8),
+                        });
+                        columns.len() - 1
+                    }
+                };
+            }
+            let c = &mut columns[at];
+            put_varint(&mut c.entries, u64::from(s.minute - c.next));
+            put_varint(&mut c.entries, s.count);
+            c.next = s.minute + 1;
+            c.count += 1;
+        }
+        columns.sort_unstable_by_key(|c| c.code);
+        put_varint(out, columns.len() as u64);
+        for c in &columns {
+            put_varint(out, u64::from(c.code));
+            put_varint(out, c.count);
+            put_varint(out, c.entries.len() as u64);
+            out.extend_from_slice(&c.entries);
+        }
+        return;
+    }
     let mut by_code: Vec<StatusCount> = statuses.to_vec();
     by_code.sort_by_key(|s| (s.code, s.minute));
     // Each (unit, code) once: a list that names one twice (the bucket's own rule says it
@@ -892,10 +936,28 @@ fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
         }
         same
     });
-    let codes: Vec<&[StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
-    put_varint(out, codes.len() as u64);
+    let columns: Vec<&[StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
+    encode_columns(out, columns.into_iter());
+}
+
+/// One code's column of a status section, as it is encoded.
+struct Column {
+    code: u16,
+    count: u64,
+    /// The unit after the last one written.
+    next: u16,
+    entries: Vec<u8>,
+}
+
+/// Appends a status section of `columns`: each one code's counts, units strictly ascending,
+/// codes ascending from column to column.
+fn encode_columns<'a>(
+    out: &mut Vec<u8>,
+    columns: impl ExactSizeIterator<Item = &'a [StatusCount]>,
+) {
+    put_varint(out, columns.len() as u64);
     let mut entries = Vec::new();
-    for column in codes {
+    for column in columns {
         entries.clear();
         let mut next = 0;
         for s in column {
@@ -1542,6 +1604,13 @@ mod tests {
             b.statuses = codes.into_iter().map(|((minute, code), count)| StatusCount { minute, code, count }).collect();
             b.seq = u64::MAX;
             let enc = b.encode();
+            // Counts in another order are written the same (the sorted list in one pass, any
+            // other through a sort).
+            let mut reordered = b.clone();
+            reordered.statuses.reverse();
+            let turn = last % reordered.statuses.len().max(1);
+            reordered.statuses.rotate_left(turn);
+            prop_assert_eq!(&reordered.encode(), &enc);
             prop_assert_eq!(DayBucket::decode(&enc).unwrap(), b.clone());
             // The rollup (or, past 2^64 - 1, the minutes in its place) sums to the minutes.
             let p = DayBucket::parse(&enc).unwrap();
