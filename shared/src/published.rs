@@ -337,14 +337,9 @@ pub async fn visit_parts<S: Send>(
         for w in range {
             let (domain, day) = &wanted[w];
             for part in &parts[w] {
-                let parsed = if part.whole {
-                    DayBucket::parse_for(&part.bytes, domain, *day)
-                } else {
-                    DayBucket::parse_prefix_for(&part.bytes, domain, *day)
-                };
-                parsed
-                    .and_then(|p| f(&mut state, w, &p))
-                    .map_err(|e| corrupt(&part.key, e))?;
+                decode_part(&part.bytes, part.whole, &part.key, domain, *day, |p| {
+                    f(&mut state, w, p)
+                })?;
             }
         }
         Ok(state)
@@ -422,14 +417,7 @@ async fn visit_inline<S: Send>(
                     Some(runs) => held.push(runs),
                     None => return Ok(None),
                 }
-                let parsed = if whole {
-                    DayBucket::parse_for(bytes, domain, *day)
-                } else {
-                    DayBucket::parse_prefix_for(bytes, domain, *day)
-                };
-                parsed
-                    .and_then(|p| f(&mut state, w, &p))
-                    .map_err(|e| corrupt(&key, e))?;
+                decode_part(bytes, whole, &key, domain, *day, |p| f(&mut state, w, p))?;
             }
             Ok(Some((state, held)))
         };
@@ -447,9 +435,9 @@ async fn visit_inline<S: Send>(
                 for w in range.clone() {
                     let (domain, day) = &wanted[w];
                     for part in &segs[w] {
-                        DayBucket::parse_for(&part.bytes, domain, *day)
-                            .and_then(|p| f(state, w, &p))
-                            .map_err(|e| corrupt(&part.key, e))?;
+                        decode_part(&part.bytes, true, &part.key, domain, *day, |p| {
+                            f(state, w, p)
+                        })?;
                     }
                 }
             }
@@ -463,6 +451,24 @@ async fn visit_inline<S: Send>(
     Err(StoreError::Unavailable(format!(
         "the store changed under {ATTEMPTS} reads in a row"
     )))
+}
+
+/// Parses one object of `(domain, day)` (whole, or the prefix a view needs) and hands it to
+/// `f`; an error in either names `key`.
+fn decode_part(
+    bytes: &[u8],
+    whole: bool,
+    key: &str,
+    domain: &DomainName,
+    day: Day,
+    f: impl FnOnce(&crate::bucket::Parsed<'_>) -> Result<(), crate::bucket::BucketError>,
+) -> Result<(), StoreError> {
+    let parsed = if whole {
+        DayBucket::parse_for(bytes, domain, day)
+    } else {
+        DayBucket::parse_prefix_for(bytes, domain, day)
+    };
+    parsed.and_then(|p| f(&p)).map_err(|e| corrupt(key, e))
 }
 
 /// Runs `work` on each range, on the process's pool of one thread per core (threads kept

@@ -60,15 +60,22 @@ impl LocalStore {
     pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match fs::read(self.path(key)?) {
             Ok(b) => Ok(Some(b)),
-            // A missing object is normal; a missing store directory means the disk is gone.
-            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
+            Err(e) => self.absent(key, e),
+        }
+    }
+
+    /// What a failed open or read of `key` means: a missing object is normal (`None`); a
+    /// missing store directory means the disk is gone.
+    fn absent<T>(&self, key: &str, e: std::io::Error) -> Result<Option<T>, StoreError> {
+        match e.kind() {
+            ErrorKind::NotFound if self.root.is_dir() => Ok(None),
+            ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
                 "store directory {} is missing",
                 self.root.display()
             ))),
-            Err(source) => Err(StoreError::Io {
+            _ => Err(StoreError::Io {
                 key: key.to_owned(),
-                source,
+                source: e,
             }),
         }
     }
@@ -139,15 +146,7 @@ impl LocalStore {
     fn open_object(&self, key: &str) -> Result<Option<File>, StoreError> {
         match File::open(self.path(key)?) {
             Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == ErrorKind::NotFound && self.root.is_dir() => Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
-                "store directory {} is missing",
-                self.root.display()
-            ))),
-            Err(source) => Err(StoreError::Io {
-                key: key.to_owned(),
-                source,
-            }),
+            Err(e) => self.absent(key, e),
         }
     }
 
