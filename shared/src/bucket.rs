@@ -880,64 +880,65 @@ fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]
     }
 }
 
-/// Appends status counts (each (unit, code) once) as laid out in a version-3 status section:
+/// Appends status counts (in any order) as laid out in a version-3 status section:
 /// the count of codes, then for each code, ascending: the code, its entry count, the byte
 /// length of its entries, and the entries: the units skipped since the previous entry of the
 /// code, and the requests; all varints.
 fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
-    // Cells keep their counts sorted by (unit, code) with a handful of codes: each code's
-    // column is then those counts filtered, in order, with no sort.
+    // Cells keep their counts sorted by (unit, code), each once: every code's units are then
+    // ascending as they come. Any other list is sorted by (code, unit) first, and a (unit,
+    // code) named twice (the bucket's own rule says it must not) is written summed rather
+    // than as a gap that does not fit.
     let sorted = statuses
         .windows(2)
         .all(|w| (w[0].minute, w[0].code) < (w[1].minute, w[1].code));
-    if sorted {
-        // One pass: each count goes straight into its code's column, encoded.
-        let mut columns: Vec<Column> = Vec::new();
-        let mut at = 0;
-        for s in statuses {
-            if columns.get(at).is_none_or(|c| c.code != s.code) {
-                at = match columns.iter().position(|c| c.code == s.code) {
-                    Some(i) => i,
-                    None => {
-                        columns.push(Column {
-                            code: s.code,
-                            count: 0,
-                            next: 0,
-                            entries: Vec::with_capacity(3 * statuses.len() / 4 + 8),
-                        });
-                        columns.len() - 1
-                    }
-                };
+    let mut by_code = Vec::new();
+    let statuses = if sorted {
+        statuses
+    } else {
+        by_code.extend_from_slice(statuses);
+        by_code.sort_by_key(|s| (s.code, s.minute));
+        by_code.dedup_by(|later, kept| {
+            let same = (later.code, later.minute) == (kept.code, kept.minute);
+            if same {
+                kept.count = kept.count.saturating_add(later.count);
             }
-            let c = &mut columns[at];
-            put_varint(&mut c.entries, u64::from(s.minute - c.next));
-            put_varint(&mut c.entries, s.count);
-            c.next = s.minute + 1;
-            c.count += 1;
+            same
+        });
+        &by_code[..]
+    };
+    // One pass: each count goes straight into its code's column, encoded.
+    let mut columns: Vec<Column> = Vec::new();
+    let mut at = 0;
+    for s in statuses {
+        if columns.get(at).is_none_or(|c| c.code != s.code) {
+            at = match columns.iter().position(|c| c.code == s.code) {
+                Some(i) => i,
+                None => {
+                    columns.push(Column {
+                        code: s.code,
+                        count: 0,
+                        next: 0,
+                        entries: Vec::with_capacity(3 * statuses.len() / 4 + 8),
+                    });
+                    columns.len() - 1
+                }
+            };
         }
-        columns.sort_unstable_by_key(|c| c.code);
-        put_varint(out, columns.len() as u64);
-        for c in &columns {
-            put_varint(out, u64::from(c.code));
-            put_varint(out, c.count);
-            put_varint(out, c.entries.len() as u64);
-            out.extend_from_slice(&c.entries);
-        }
-        return;
+        let c = &mut columns[at];
+        put_varint(&mut c.entries, u64::from(s.minute - c.next));
+        put_varint(&mut c.entries, s.count);
+        c.next = s.minute + 1;
+        c.count += 1;
     }
-    let mut by_code: Vec<StatusCount> = statuses.to_vec();
-    by_code.sort_by_key(|s| (s.code, s.minute));
-    // Each (unit, code) once: a list that names one twice (the bucket's own rule says it
-    // must not) is written summed rather than as a gap that does not fit.
-    by_code.dedup_by(|later, kept| {
-        let same = (later.code, later.minute) == (kept.code, kept.minute);
-        if same {
-            kept.count = kept.count.saturating_add(later.count);
-        }
-        same
-    });
-    let columns: Vec<&[StatusCount]> = by_code.chunk_by(|a, b| a.code == b.code).collect();
-    encode_columns(out, columns.into_iter());
+    columns.sort_unstable_by_key(|c| c.code);
+    put_varint(out, columns.len() as u64);
+    for c in &columns {
+        put_varint(out, u64::from(c.code));
+        put_varint(out, c.count);
+        put_varint(out, c.entries.len() as u64);
+        out.extend_from_slice(&c.entries);
+    }
 }
 
 /// One code's column of a status section, as it is encoded.
@@ -947,29 +948,6 @@ struct Column {
     /// The unit after the last one written.
     next: u16,
     entries: Vec<u8>,
-}
-
-/// Appends a status section of `columns`: each one code's counts, units strictly ascending,
-/// codes ascending from column to column.
-fn encode_columns<'a>(
-    out: &mut Vec<u8>,
-    columns: impl ExactSizeIterator<Item = &'a [StatusCount]>,
-) {
-    put_varint(out, columns.len() as u64);
-    let mut entries = Vec::new();
-    for column in columns {
-        entries.clear();
-        let mut next = 0;
-        for s in column {
-            put_varint(&mut entries, u64::from(s.minute - next));
-            put_varint(&mut entries, s.count);
-            next = s.minute + 1;
-        }
-        put_varint(out, u64::from(column[0].code));
-        put_varint(out, column.len() as u64);
-        put_varint(out, entries.len() as u64);
-        out.extend_from_slice(&entries);
-    }
 }
 
 /// Hands each status count of a version-3 status section up to stored unit `last` to `out`,
