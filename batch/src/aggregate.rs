@@ -14,6 +14,7 @@ use crate::fields::{self, TimeParser};
 use crate::formats::OriginRule;
 use crate::rejects::{Position, Reason, Rejects};
 use crate::scan::{Fields, Sink, Swallowed};
+use crate::spellings::Spellings;
 use crate::statuses::{BLOCK_MINUTES, StatusCounts};
 use rustc_hash::FxHashMap;
 use srctraffic::bucket::{DayBucket, MINUTES, StatusCount};
@@ -117,7 +118,7 @@ pub struct Aggregator {
     ceiling_minute: i64,
     keep_all_rejects: bool,
     time: TimeParser,
-    raw_ids: FxHashMap<Box<[u8]>, u32>,
+    raw_ids: Spellings,
     ids: FxHashMap<DomainName, u32>,
     names: Vec<DomainName>,
     /// Per domain id: the last (hour, block) it used.
@@ -152,7 +153,7 @@ impl Aggregator {
             ceiling_minute,
             keep_all_rejects,
             time: TimeParser::default(),
-            raw_ids: FxHashMap::default(),
+            raw_ids: Spellings::default(),
             ids: FxHashMap::default(),
             names: Vec::new(),
             last: Vec::new(),
@@ -195,7 +196,7 @@ impl Aggregator {
     }
 
     fn domain_id(&mut self, raw: &[u8]) -> u32 {
-        if let Some(&id) = self.raw_ids.get(raw) {
+        if let Some(id) = self.raw_ids.get(raw) {
             return id;
         }
         // A spelling with capitals is looked up, and cached, lower-cased (a domain's case does
@@ -207,7 +208,7 @@ impl Aggregator {
             let l = &mut lower[..raw.len()];
             l.copy_from_slice(raw);
             l.make_ascii_lowercase();
-            if let Some(&id) = self.raw_ids.get(&*l) {
+            if let Some(id) = self.raw_ids.get(l) {
                 return id;
             }
             &*l
@@ -221,7 +222,7 @@ impl Aggregator {
             None => BAD_DOMAIN,
         };
         if self.raw_ids.len() < RAW_CACHE_LIMIT {
-            self.raw_ids.insert(raw.into(), id);
+            self.raw_ids.insert(raw, id);
         }
         id
     }
@@ -470,6 +471,11 @@ impl Aggregator {
             body: b.encode(),
             domain: b.domain,
         })
+    }
+
+    /// Hour blocks held (one domain's hour each): what a worker's memory grows with.
+    pub fn blocks_held(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Number of distinct domains seen.

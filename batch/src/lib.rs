@@ -3,7 +3,8 @@
 //!
 //! - [`scan`], [`fields`], [`header`]: CSV bytes to field values, without allocating per line;
 //!   [`formats`]: the other log formats, a line at a time.
-//! - [`aggregate`]: the per-worker totals ([`statuses`]: their counts per status code);
+//! - [`aggregate`]: the per-worker totals ([`statuses`]: their counts per status code;
+//!   [`spellings`]: the domain spellings met);
 //!   [`read`]: parallel reading of files into them.
 //! - [`rejects`]: bad lines, counted and kept; [`report`]: the summary.
 //! - [`ledger`], [`commit`]: the exactly-once protocol over the store.
@@ -30,5 +31,6 @@ pub mod read;
 pub mod rejects;
 pub mod report;
 pub mod scan;
+pub mod spellings;
 pub mod statcache;
 pub mod statuses;
