@@ -15,7 +15,7 @@ use crate::formats::OriginRule;
 use crate::rejects::{Position, Reason, Rejects};
 use crate::scan::{Fields, Sink, Swallowed};
 use crate::spellings::Spellings;
-use crate::statuses::{BLOCK_MINUTES, StatusCounts};
+use crate::statuses::{BLOCK_MINUTES, INLINE, StatusCounts};
 use rustc_hash::FxHashMap;
 use srctraffic::bucket::{DayBucket, MINUTES, StatusCount};
 use srctraffic::{Day, DomainName};
@@ -420,41 +420,88 @@ impl Aggregator {
                 for &k in cell {
                     let first =
                         (keys[k as usize].1 - day * BLOCKS_PER_DAY) as usize * BLOCK_MINUTES;
-                    let code = me.primary[k as usize];
-                    let mut statuses = me.statuses.counts(k);
-                    for (i, slot) in blocks[k as usize].iter().enumerate() {
+                    let block = &blocks[k as usize];
+                    for (i, slot) in block.iter().enumerate() {
                         b.minutes[first + i] = slot.bytes;
                         b.requests[first + i] = u64::from(slot.requests);
-                        if slot.primary > 0 {
-                            statuses.push((i, code, u64::from(slot.primary)));
-                        }
                     }
                     let https = me.https_of[k as usize];
                     if https != NO_ROW {
                         b.https[first..first + BLOCK_MINUTES]
                             .copy_from_slice(&me.https_rows[https as usize]);
                     }
-                    // Blocks come in hour order, so sorting each block's few keeps the cell's
-                    // in order; a code that is the primary here and was also counted apart
-                    // (merged from a block whose primary differed) is summed.
-                    statuses.sort_unstable_by_key(|&(i, code, _)| (i, code));
-                    statuses.dedup_by(|later, kept| {
-                        let same = (later.0, later.1) == (kept.0, kept.1);
-                        if same {
-                            kept.2 += later.2;
-                        }
-                        same
-                    });
-                    b.statuses
-                        .extend(statuses.into_iter().map(|(i, code, count)| StatusCount {
-                            minute: (first + i) as u16,
-                            code,
-                            count,
-                        }));
+                    // Blocks come in hour order, so each block's counts in (minute, code) order
+                    // keep the cell's in order.
+                    me.block_statuses(k, block, first, &mut b.statuses);
                 }
                 f(b)
             })
             .collect()
+    }
+
+    /// Appends block `k`'s status counts in (minute, code) order, its minutes starting at the
+    /// day's minute `first`. A code that is the block's primary and was also counted apart
+    /// (merged from a block whose primary differed) is summed.
+    fn block_statuses(&self, k: u32, block: &Block, first: usize, out: &mut Vec<StatusCount>) {
+        let code = self.primary[k as usize];
+        let Some(rows) = self.statuses.rows(k) else {
+            // Some counts spilled (many codes, or counts past 16 bits): rare, so sorted.
+            let mut statuses = self.statuses.counts(k);
+            for (i, slot) in block.iter().enumerate() {
+                if slot.primary > 0 {
+                    statuses.push((i, code, u64::from(slot.primary)));
+                }
+            }
+            statuses.sort_unstable_by_key(|&(i, code, _)| (i, code));
+            statuses.dedup_by(|later, kept| {
+                let same = (later.0, later.1) == (kept.0, kept.1);
+                if same {
+                    kept.2 += later.2;
+                }
+                same
+            });
+            out.extend(statuses.into_iter().map(|(i, code, count)| StatusCount {
+                minute: (first + i) as u16,
+                code,
+                count,
+            }));
+            return;
+        };
+        // The block's columns by code (`None`: the primary's, in the slots), walked minute by
+        // minute: already in order, no list to build and sort.
+        let mut cols: [(u16, Option<&[u16; BLOCK_MINUTES]>); INLINE + 1] = [(0, None); INLINE + 1];
+        let mut n = 0;
+        for (c, row) in rows {
+            cols[n] = (c, Some(row));
+            n += 1;
+        }
+        if code != 0 {
+            cols[n] = (code, None);
+            n += 1;
+        }
+        let cols = &mut cols[..n];
+        cols.sort_unstable_by_key(|c| c.0);
+        for (i, slot) in block.iter().enumerate() {
+            let mut j = 0;
+            while j < cols.len() {
+                let c = cols[j].0;
+                let mut count = 0u64;
+                while j < cols.len() && cols[j].0 == c {
+                    count += match cols[j].1 {
+                        Some(row) => u64::from(row[i]),
+                        None => u64::from(slot.primary),
+                    };
+                    j += 1;
+                }
+                if count > 0 {
+                    out.push(StatusCount {
+                        minute: (first + i) as u16,
+                        code: c,
+                        count,
+                    });
+                }
+            }
+        }
     }
 
     /// The totals as bucket cells, sorted by (day, domain); cells with no bytes at all are
@@ -738,6 +785,64 @@ mod tests {
                 }
             }
             assert_eq!(got, want, "reversed: {order}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Lines of a few domains, minutes and codes (sometimes more codes than a block holds
+        /// inline, sometimes counts past 16 bits), cut among workers anywhere: each cell's
+        /// status counts are the plain sums, in (minute, code) order.
+        #[test]
+        fn status_counts_in_cells_are_the_sums_in_order(
+            lines in proptest::collection::vec(
+                (0usize..3, 0i64..3000, proptest::sample::select(vec![200u16, 206, 301, 302, 304, 404, 500, 502, 503]), 1u32..4),
+                0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..4),
+            big in 0u8..8,
+        ) {
+            let day = 20_000 * 1440;
+            let domains = ["a.com", "b.com", "c.com"];
+            let mut want: std::collections::BTreeMap<(String, i32, u16, u16), u64> =
+                Default::default();
+            let mut run = Aggregator::new(0, i64::MAX, false);
+            let mut cuts = cuts;
+            cuts.push(lines.len());
+            cuts.sort_unstable();
+            let mut from = 0;
+            for cut in cuts {
+                let cut = cut.min(lines.len()).max(from);
+                let mut w = Aggregator::new(0, i64::MAX, false);
+                for (i, &(d, m, code, times)) in lines[from..cut].iter().enumerate() {
+                    // Past 16 bits, now and then: a code 70,000 times in a minute.
+                    let times = if big == 0 && from + i == 0 { 70_000 } else { times };
+                    for _ in 0..times {
+                        fetch(&mut w, domains[d], day + m, 1, false, Some(code));
+                    }
+                    let minute = day + m;
+                    *want
+                        .entry((
+                            domains[d].to_string(),
+                            minute.div_euclid(1440) as i32,
+                            minute.rem_euclid(1440) as u16,
+                            code,
+                        ))
+                        .or_default() += u64::from(times);
+                }
+                w.drain_into(&mut run);
+                from = cut;
+            }
+            let mut got: std::collections::BTreeMap<(String, i32, u16, u16), u64> =
+                Default::default();
+            for c in run.into_cells() {
+                proptest::prop_assert!(c
+                    .statuses
+                    .windows(2)
+                    .all(|w| (w[0].minute, w[0].code) < (w[1].minute, w[1].code)));
+                for s in &c.statuses {
+                    got.insert((c.domain.to_string(), c.day.0, s.minute, s.code), s.count);
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
         }
     }
 

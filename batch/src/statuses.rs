@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 /// Minutes per block (as the aggregator's).
 pub const BLOCK_MINUTES: usize = 60;
 /// Codes held inline per block.
-const INLINE: usize = 6;
+pub const INLINE: usize = 6;
 /// A count at this value is in the spill list.
 const SPILLED: u16 = u16::MAX;
 const NONE: u32 = u32::MAX;
@@ -108,6 +108,30 @@ impl StatusCounts {
         };
         *cell = SPILLED;
         self.spill_add(block, minute, code, before + n);
+    }
+
+    /// The rows of `block`, one per code it has seen (counts per minute, some zero), in no
+    /// particular order, when none of its counts spilled (the common case); `None` when some
+    /// did: read those with [`StatusCounts::counts`].
+    pub fn rows(
+        &self,
+        block: u32,
+    ) -> Option<impl Iterator<Item = (u16, &[u16; BLOCK_MINUTES])> + '_> {
+        if self.spill.contains_key(&block) {
+            return None;
+        }
+        let inline = self
+            .of_block
+            .get(block as usize)
+            .filter(|&&i| i != NONE)
+            .map(|&i| &self.inline[i as usize]);
+        Some(inline.into_iter().flat_map(|inl| {
+            inl.codes
+                .iter()
+                .zip(&inl.counts)
+                .filter(|(c, _)| **c != 0)
+                .map(|(&c, row)| (c, row))
+        }))
     }
 
     /// Every nonzero (minute, code, count) of `block`.
