@@ -5,10 +5,11 @@
 //! (hour, block), so a line usually costs two hash probes and an add.
 //!
 //! Totals are held in hour blocks, made when a line first needs one: a worker holds only the
-//! hours its current task touched (log files run in time order, so a chunk touches one or two
-//! hours of each domain), and hands them to the run's one shared [`Aggregator`] after each task
-//! ([`Aggregator::drain_into`]). Memory is then one copy of the run's totals plus a task's worth
-//! per worker, not a whole copy per worker.
+//! hours its recent tasks touched (log files run in time order, so a chunk touches one or two
+//! hours of each domain), and hands them to the run's one shared [`Aggregator`]
+//! ([`Aggregator::drain_into`]) once it holds more than its share of a fixed number of blocks,
+//! and at the end. Memory is then one copy of the run's totals plus that bounded share, not a
+//! whole copy per worker.
 
 use crate::fields::{self, TimeParser};
 use crate::formats::OriginRule;
@@ -379,7 +380,7 @@ impl Aggregator {
 
     /// Moves this worker's totals, counters and rejects into the run's aggregator, keeping
     /// only what makes the next task fast (domain names, the parsed-spelling cache) and the
-    /// blocks' allocation, so a worker's memory stays at one task's worth.
+    /// blocks' allocation, so a worker's memory stays bounded.
     pub fn drain_into(&mut self, run: &mut Aggregator) {
         run.add_blocks(self);
         run.stats.add(std::mem::take(&mut self.stats));
