@@ -468,32 +468,27 @@ impl Aggregator {
             }));
             return;
         };
-        // The block's columns by code (`None`: the primary's, in the slots), walked minute by
-        // minute: already in order, no list to build and sort.
-        let mut cols: [(u16, Option<&[u16; BLOCK_MINUTES]>); INLINE + 1] = [(0, None); INLINE + 1];
+        // The block's columns, one per code, walked minute by minute: already in order, no list
+        // to build and sort. A column is a row of counts plus, for the primary code, the slots'
+        // counts (a primary-only column reads a row of zeros).
+        const ZEROS: [u16; BLOCK_MINUTES] = [0; BLOCK_MINUTES];
+        let mut cols: [(u16, &[u16; BLOCK_MINUTES], u64); INLINE + 1] =
+            [(0, &ZEROS, 0); INLINE + 1];
         let mut n = 0;
         for (c, row) in rows {
-            cols[n] = (c, Some(row));
+            cols[n] = (c, row, u64::from(c == code));
             n += 1;
         }
-        if code != 0 {
-            cols[n] = (code, None);
+        if code != 0 && !cols[..n].iter().any(|col| col.0 == code) {
+            cols[n] = (code, &ZEROS, 1);
             n += 1;
         }
         let cols = &mut cols[..n];
         cols.sort_unstable_by_key(|c| c.0);
         for (i, slot) in block.iter().enumerate() {
-            let mut j = 0;
-            while j < cols.len() {
-                let c = cols[j].0;
-                let mut count = 0u64;
-                while j < cols.len() && cols[j].0 == c {
-                    count += match cols[j].1 {
-                        Some(row) => u64::from(row[i]),
-                        None => u64::from(slot.primary),
-                    };
-                    j += 1;
-                }
+            let primary = u64::from(slot.primary);
+            for &(c, row, with_primary) in cols.iter() {
+                let count = u64::from(row[i]) + with_primary * primary;
                 if count > 0 {
                     out.push(StatusCount {
                         minute: (first + i) as u16,
