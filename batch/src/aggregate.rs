@@ -573,6 +573,7 @@ impl Aggregator {
 impl Sink for Aggregator {
     fn record(&mut self, f: &Fields<'_>, line: u64, raw: &[u8]) {
         if let Some(cache) = f.cache
+            && self.origin_rule.is_set()
             && self.origin_rule.matches(&fields::unquote(cache)) == Some(false)
         {
             return self.served_from_cache();
