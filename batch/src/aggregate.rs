@@ -16,9 +16,9 @@ use crate::formats::OriginRule;
 use crate::rejects::{Position, Reason, Rejects};
 use crate::scan::{Fields, Sink, Swallowed};
 use crate::spellings::Spellings;
-use crate::statuses::{BLOCK_MINUTES, INLINE, StatusCounts};
+use crate::statuses::{BLOCK_MINUTES, StatusCounts};
 use rustc_hash::FxHashMap;
-use srctraffic::bucket::{DayBucket, MINUTES, StatusCount};
+use srctraffic::bucket::{DayBucket, MINUTES, StatusHour};
 use srctraffic::{Day, DomainName};
 
 const BAD_DOMAIN: u32 = u32::MAX;
@@ -405,9 +405,13 @@ impl Aggregator {
         self.statuses.clear();
     }
 
-    /// Builds each (domain, day) as a bucket and hands it to `f`, in parallel; the results
-    /// come sorted by (day, domain). Only `threads` buckets exist at once.
-    fn map_cells<T: Send>(self, f: impl Fn(DayBucket) -> T + Sync + Send) -> Vec<T> {
+    /// Builds each (domain, day) as a bucket, its status counts as hour rows (its `statuses`
+    /// left empty), and hands both to `f`, in parallel; the results come sorted by (day,
+    /// domain). Only `threads` buckets exist at once.
+    fn map_cells<T: Send>(
+        self,
+        f: impl Fn(DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
+    ) -> Vec<T> {
         use rayon::prelude::*;
         let me = &self;
         let (names, keys, blocks) = (&self.names, &self.keys, &self.blocks);
@@ -423,13 +427,14 @@ impl Aggregator {
             .collect();
         cells
             .into_par_iter()
-            .map(|cell| {
+            .map_init(Vec::new, |hours, cell| {
                 let (id, hour) = keys[cell[0] as usize];
                 let day = hour.div_euclid(BLOCKS_PER_DAY);
                 let mut b = DayBucket::new(names[id as usize].clone(), Day(day as i32));
+                hours.clear();
                 for &k in cell {
-                    let first =
-                        (keys[k as usize].1 - day * BLOCKS_PER_DAY) as usize * BLOCK_MINUTES;
+                    let hour = keys[k as usize].1 - day * BLOCKS_PER_DAY;
+                    let first = hour as usize * BLOCK_MINUTES;
                     let block = &blocks[k as usize];
                     for (i, slot) in block.iter().enumerate() {
                         b.minutes[first + i] = slot.bytes;
@@ -440,71 +445,54 @@ impl Aggregator {
                         b.https[first..first + BLOCK_MINUTES]
                             .copy_from_slice(&me.https_rows[https as usize]);
                     }
-                    // Blocks come in hour order, so each block's counts in (minute, code) order
-                    // keep the cell's in order.
-                    me.block_statuses(k, block, first, &mut b.statuses);
+                    me.block_status_hours(k, block, hour as u8, hours);
                 }
-                f(b)
+                f(b, hours)
             })
             .collect()
     }
 
-    /// Appends block `k`'s status counts in (minute, code) order, its minutes starting at the
-    /// day's minute `first`. A code that is the block's primary and was also counted apart
-    /// (merged from a block whose primary differed) is summed.
-    fn block_statuses(&self, k: u32, block: &Block, first: usize, out: &mut Vec<StatusCount>) {
-        let code = self.primary[k as usize];
-        let Some(rows) = self.statuses.rows(k) else {
-            // Some counts spilled (many codes, or counts past 16 bits): rare, so sorted.
-            let mut statuses = self.statuses.counts(k);
-            for (i, slot) in block.iter().enumerate() {
-                if slot.primary > 0 {
-                    statuses.push((i, code, u64::from(slot.primary)));
+    /// Appends block `k`'s status counts as hour rows, one per code. The block's primary code
+    /// may also have a row of its own (merged from a block whose primary differed): its
+    /// slots' counts are added to that row.
+    fn block_status_hours(&self, k: u32, block: &Block, hour: u8, out: &mut Vec<StatusHour>) {
+        let start = out.len();
+        let row_of = |out: &mut Vec<StatusHour>, code: u16| match out[start..]
+            .iter()
+            .position(|h| h.code == code)
+        {
+            Some(i) => start + i,
+            None => {
+                out.push(StatusHour {
+                    code,
+                    hour,
+                    counts: [0; BLOCK_MINUTES],
+                });
+                out.len() - 1
+            }
+        };
+        match self.statuses.rows(k) {
+            Some(rows) => {
+                for (code, counts) in rows {
+                    let i = row_of(out, code);
+                    for (a, &c) in out[i].counts.iter_mut().zip(counts) {
+                        *a += u64::from(c);
+                    }
                 }
             }
-            statuses.sort_unstable_by_key(|&(i, code, _)| (i, code));
-            statuses.dedup_by(|later, kept| {
-                let same = (later.0, later.1) == (kept.0, kept.1);
-                if same {
-                    kept.2 += later.2;
+            // Some counts spilled (many codes, or counts past 16 bits): rare.
+            None => {
+                for (m, code, count) in self.statuses.counts(k) {
+                    let i = row_of(out, code);
+                    out[i].counts[m] = out[i].counts[m].saturating_add(count);
                 }
-                same
-            });
-            out.extend(statuses.into_iter().map(|(i, code, count)| StatusCount {
-                minute: (first + i) as u16,
-                code,
-                count,
-            }));
-            return;
-        };
-        // The block's columns, one per code, walked minute by minute: already in order, no list
-        // to build and sort. A column is a row of counts plus, for the primary code, the slots'
-        // counts (a primary-only column reads a row of zeros).
-        const ZEROS: [u16; BLOCK_MINUTES] = [0; BLOCK_MINUTES];
-        let mut cols: [(u16, &[u16; BLOCK_MINUTES], u64); INLINE + 1] =
-            [(0, &ZEROS, 0); INLINE + 1];
-        let mut n = 0;
-        for (c, row) in rows {
-            cols[n] = (c, row, u64::from(c == code));
-            n += 1;
+            }
         }
-        if code != 0 && !cols[..n].iter().any(|col| col.0 == code) {
-            cols[n] = (code, &ZEROS, 1);
-            n += 1;
-        }
-        let cols = &mut cols[..n];
-        cols.sort_unstable_by_key(|c| c.0);
-        for (i, slot) in block.iter().enumerate() {
-            let primary = u64::from(slot.primary);
-            for &(c, row, with_primary) in cols.iter() {
-                let count = u64::from(row[i]) + with_primary * primary;
-                if count > 0 {
-                    out.push(StatusCount {
-                        minute: (first + i) as u16,
-                        code: c,
-                        count,
-                    });
-                }
+        let code = self.primary[k as usize];
+        if code != 0 && block.iter().any(|slot| slot.primary > 0) {
+            let i = row_of(out, code);
+            for (a, slot) in out[i].counts.iter_mut().zip(block) {
+                *a += u64::from(slot.primary);
             }
         }
     }
@@ -512,15 +500,18 @@ impl Aggregator {
     /// The totals as bucket cells, sorted by (day, domain); cells with no bytes at all are
     /// kept, since a zero-byte line is still a request that was seen.
     pub fn into_cells(self) -> Vec<DayBucket> {
-        self.map_cells(|b| b)
+        self.map_cells(|mut b, hours| {
+            b.statuses = DayBucket::statuses_of_hours(hours);
+            b
+        })
     }
 
     /// The totals as encoded segment cells, sorted by (day, domain), without holding every
     /// bucket at once.
     pub fn into_encoded(self) -> Vec<srctraffic::segment::Cell> {
-        self.map_cells(|b| srctraffic::segment::Cell {
+        self.map_cells(|b, hours| srctraffic::segment::Cell {
             day: b.day,
-            body: b.encode(),
+            body: b.encode_with_hours(hours),
             domain: b.domain,
         })
     }

@@ -295,7 +295,6 @@ impl DayBucket {
 
     /// Encodes per version 3 of the layout in the module docs.
     pub fn encode(&self) -> Vec<u8> {
-        let d = self.domain.as_str().as_bytes();
         let mut sections: [Vec<u8>; SECTIONS] = Default::default();
         // A five-minute total past 2^64 - 1 leaves the rollup out: readers sum the minutes.
         if let Some((five, statuses)) = self.five_minutes() {
@@ -310,6 +309,39 @@ impl DayBucket {
             &self.https[..],
         );
         encode_statuses(&mut sections[3], &self.statuses);
+        self.assemble(&sections)
+    }
+
+    /// Encodes as [`DayBucket::encode`] does, byte for byte, with the status counts given as
+    /// hour rows in place of `self.statuses` (which is not read): each code's column is written
+    /// straight from its rows, with no list of single counts to build, sort and regroup (the
+    /// batch holds its counts so). Rows may come in any order, and rows of the same
+    /// (code, hour) are summed; rows past hour 23 are left out.
+    pub fn encode_with_hours(&self, hours: &[StatusHour]) -> Vec<u8> {
+        let mut sections: [Vec<u8>; SECTIONS] = Default::default();
+        if let Some(five) = self.five_minute_rows() {
+            let [bytes, requests, https] = &five;
+            encode_rows(&mut sections[0], bytes, requests, https);
+            if encode_status_hours::<5>(&mut sections[1], hours).is_none() {
+                // As in `encode`: a five-minute total past 2^64 - 1 leaves the whole rollup out.
+                sections[0].clear();
+                sections[1].clear();
+            }
+        }
+        encode_rows(
+            &mut sections[2],
+            &self.minutes[..],
+            &self.requests[..],
+            &self.https[..],
+        );
+        // By the minute nothing is summed, so nothing can overflow.
+        let _ = encode_status_hours::<1>(&mut sections[3], hours);
+        self.assemble(&sections)
+    }
+
+    /// The head, checksums and sections, laid out as version 3.
+    fn assemble(&self, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
+        let d = self.domain.as_str().as_bytes();
         let body: usize = sections.iter().map(Vec::len).sum();
         let mut out = Vec::with_capacity(64 + d.len() + 16 * self.runs.len() + body);
         out.extend_from_slice(MAGIC);
@@ -324,22 +356,23 @@ impl DayBucket {
             out.extend_from_slice(&r.0);
         }
         // A section is at most a few hundred KB (1,440 rows; a status code per request).
-        for s in &sections {
+        for s in sections {
             out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         }
-        for s in &sections {
+        for s in sections {
             out.extend_from_slice(&crc32fast::hash(s).to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
-        for s in &sections {
+        for s in sections {
             out.extend_from_slice(s);
         }
         out
     }
 
-    /// The five-minute rollup of every measure, `None` if a total would pass 2^64 - 1.
-    fn five_minutes(&self) -> Option<([[u64; FIVE_MINUTE_UNITS]; 3], Vec<StatusCount>)> {
+    /// The five-minute sums of bytes, requests and HTTPS bytes, `None` if one would pass
+    /// 2^64 - 1.
+    fn five_minute_rows(&self) -> Option<[[u64; FIVE_MINUTE_UNITS]; 3]> {
         let mut five = [[0u64; FIVE_MINUTE_UNITS]; 3];
         for (column, sums) in [&self.minutes, &self.requests, &self.https]
             .into_iter()
@@ -349,6 +382,31 @@ impl DayBucket {
                 *sum = block.iter().try_fold(0u64, |a, &b| a.checked_add(b))?;
             }
         }
+        Some(five)
+    }
+
+    /// The status counts of hour rows (see [`DayBucket::encode_with_hours`]), as
+    /// [`DayBucket::statuses`] holds them: sorted by (minute, code), no zero counts.
+    pub fn statuses_of_hours(hours: &[StatusHour]) -> Vec<StatusCount> {
+        let mut out = Vec::new();
+        for_each_hour(hours, |code, hour, counts| {
+            for (i, &count) in counts.iter().enumerate() {
+                if count > 0 {
+                    out.push(StatusCount {
+                        minute: u16::from(hour) * HOUR_MINUTES as u16 + i as u16,
+                        code,
+                        count,
+                    });
+                }
+            }
+        });
+        out.sort_unstable_by_key(|s| (s.minute, s.code));
+        out
+    }
+
+    /// The five-minute rollup of every measure, `None` if a total would pass 2^64 - 1.
+    fn five_minutes(&self) -> Option<([[u64; FIVE_MINUTE_UNITS]; 3], Vec<StatusCount>)> {
+        let five = self.five_minute_rows()?;
         let mut statuses = Vec::with_capacity(self.statuses.len() / 2);
         let mut block: Vec<(u16, u64)> = Vec::new();
         // Status counts are sorted by minute, so a block's are side by side; a block has a
@@ -939,6 +997,102 @@ fn encode_statuses(out: &mut Vec<u8>, statuses: &[StatusCount]) {
         put_varint(out, c.entries.len() as u64);
         out.extend_from_slice(&c.entries);
     }
+}
+
+/// Minutes in an hour row.
+const HOUR_MINUTES: usize = 60;
+
+/// One origin status code's requests over one hour of a day, minute by minute: a day's status
+/// counts as the batch holds them (see [`DayBucket::encode_with_hours`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusHour {
+    /// The origin's HTTP status code.
+    pub code: u16,
+    /// The hour of the day, 0 to 23.
+    pub hour: u8,
+    /// Requests per minute of the hour.
+    pub counts: [u64; HOUR_MINUTES],
+}
+
+/// Hands `f` the rows by (code, hour), rows of the same (code, hour) summed (saturating, as a
+/// list naming one count twice is written), rows past hour 23 left out. An order of keys is
+/// sorted, not the rows: a row is 500 bytes.
+fn for_each_hour(hours: &[StatusHour], mut f: impl FnMut(u16, u8, &[u64; HOUR_MINUTES])) {
+    let mut order: Vec<(u16, u8, u32)> = hours
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| usize::from(h.hour) < MINUTES / HOUR_MINUTES)
+        .map(|(i, h)| (h.code, h.hour, i as u32))
+        .collect();
+    order.sort_unstable();
+    for same in order.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (code, hour, first) = same[0];
+        let counts = &hours[first as usize].counts;
+        if same.len() == 1 {
+            f(code, hour, counts);
+        } else {
+            let mut sum = *counts;
+            for &(.., i) in &same[1..] {
+                for (a, &b) in sum.iter_mut().zip(&hours[i as usize].counts) {
+                    *a = a.saturating_add(b);
+                }
+            }
+            f(code, hour, &sum);
+        }
+    }
+}
+
+/// Appends hour rows as a version-3 status section of units of `PER` minutes (1 or 5), laid
+/// out as [`encode_statuses`] lays them out; `None` (and a section to throw away) when a
+/// unit's sum passes 2^64 - 1.
+fn encode_status_hours<const PER: usize>(out: &mut Vec<u8>, hours: &[StatusHour]) -> Option<()> {
+    let units = HOUR_MINUTES / PER;
+    let mut entries = Vec::with_capacity(hours.len() * 2 * units);
+    // (code, entry count, start and end of its entries in `entries`).
+    let mut columns: Vec<(u16, u64, usize, usize)> = Vec::new();
+    let mut next = 0u64;
+    let mut overflow = false;
+    for_each_hour(hours, |code, hour, counts| {
+        if columns.last().is_none_or(|c| c.0 != code) {
+            columns.push((code, 0, entries.len(), entries.len()));
+            next = 0;
+        }
+        let column = columns.last_mut().expect("pushed above");
+        for (u, minutes) in counts.chunks_exact(PER).enumerate() {
+            let count = if PER == 1 {
+                minutes[0]
+            } else {
+                match minutes.iter().try_fold(0u64, |a, &b| a.checked_add(b)) {
+                    Some(c) => c,
+                    None => {
+                        overflow = true;
+                        0
+                    }
+                }
+            };
+            if count == 0 {
+                continue;
+            }
+            let unit = (usize::from(hour) * units + u) as u64;
+            put_varint(&mut entries, unit - next);
+            put_varint(&mut entries, count);
+            next = unit + 1;
+            column.1 += 1;
+        }
+        column.3 = entries.len();
+    });
+    if overflow {
+        return None;
+    }
+    columns.retain(|c| c.1 > 0);
+    put_varint(out, columns.len() as u64);
+    for &(code, n, start, end) in &columns {
+        put_varint(out, u64::from(code));
+        put_varint(out, n);
+        put_varint(out, (end - start) as u64);
+        out.extend_from_slice(&entries[start..end]);
+    }
+    Some(())
 }
 
 /// One code's column of a status section, as it is encoded.
@@ -1589,6 +1743,23 @@ mod tests {
             let turn = last % reordered.statuses.len().max(1);
             reordered.statuses.rotate_left(turn);
             prop_assert_eq!(&reordered.encode(), &enc);
+            // The same counts as hour rows, in any order and some split in two, encode the same.
+            let mut hours: Vec<StatusHour> = Vec::new();
+            for (i, s) in reordered.statuses.iter().enumerate() {
+                let (hour, m) = ((s.minute / 60) as u8, usize::from(s.minute % 60));
+                let mut row = StatusHour { code: s.code, hour, counts: [0; 60] };
+                match hours.iter_mut().find(|h| (h.code, h.hour) == (s.code, hour)) {
+                    Some(h) if i % 3 != 0 => h.counts[m] = s.count,
+                    _ => {
+                        row.counts[m] = s.count;
+                        hours.push(row);
+                    }
+                }
+            }
+            let mut with_hours = b.clone();
+            with_hours.statuses.clear();
+            prop_assert_eq!(&with_hours.encode_with_hours(&hours), &enc);
+            prop_assert_eq!(&DayBucket::statuses_of_hours(&hours), &b.statuses);
             prop_assert_eq!(DayBucket::decode(&enc).unwrap(), b.clone());
             // The rollup (or, past 2^64 - 1, the minutes in its place) sums to the minutes.
             let p = DayBucket::parse(&enc).unwrap();
