@@ -1,10 +1,11 @@
 //! Splits CSV bytes into records and hands over the three wanted fields of each, without
 //! allocating: the hot loop of the batch.
 //!
-//! Each 64-byte block becomes three bitmasks (commas, quotes, newlines), built with SSE2 on
-//! x86_64 and with SWAR arithmetic elsewhere, and the set bits are walked in order. Quote parity
-//! decides whether a comma or newline is inside a quoted field, which is exactly RFC 4180: a
-//! doubled quote inside a quoted field flips the parity twice. Not for: the header row (see
+//! Each 64-byte block becomes three bitmasks (commas, quotes, newlines), built with AVX2 where
+//! the CPU has it (checked at run time), SSE2 on other x86_64 and SWAR arithmetic elsewhere,
+//! and the set bits are walked in order. Quote parity decides whether a comma or newline is
+//! inside a quoted field, which is exactly RFC 4180: a doubled quote inside a quoted field
+//! flips the parity twice. Not for: the header row (see
 //! [`crate::header`]) or field values (see [`crate::fields`]).
 
 /// The positions of the fields the batch needs, from the header.
@@ -100,6 +101,39 @@ pub fn scan(
     first_line: u64,
     sink: &mut impl Sink,
 ) -> ScanEnd {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2, checked just above.
+        return unsafe { scan_avx2(buf, cols, max_record, eof, first_line, sink) };
+    }
+    scan_with::<false>(buf, cols, max_record, eof, first_line, sink)
+}
+
+/// [`scan`] compiled for AVX2, masks included: one instruction does 32 bytes where SSE2 does 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scan_avx2(
+    buf: &[u8],
+    cols: &Columns,
+    max_record: usize,
+    eof: bool,
+    first_line: u64,
+    sink: &mut impl Sink,
+) -> ScanEnd {
+    scan_with::<true>(buf, cols, max_record, eof, first_line, sink)
+}
+
+/// The scan, with AVX2 masks or the baseline ones. `AVX2` must be true only where the CPU has
+/// AVX2 (only [`scan_avx2`] passes it).
+#[inline(always)]
+fn scan_with<const AVX2: bool>(
+    buf: &[u8],
+    cols: &Columns,
+    max_record: usize,
+    eof: bool,
+    first_line: u64,
+    sink: &mut impl Sink,
+) -> ScanEnd {
     let want = cols.last_wanted();
     // Positions of the first `want + 1` separators of the current record.
     let mut seps = [0usize; 64];
@@ -164,7 +198,7 @@ pub fn scan(
 
     let mut block_start = 0usize;
     while block_start < buf.len() {
-        let (comma, quote, nl) = masks_at(buf, block_start);
+        let (comma, quote, nl) = masks_at::<AVX2>(buf, block_start);
         let mut bits = comma | quote | nl;
         if quote == 0 && !quoted {
             // The common block: no quote in it and none open, so every bit is a separator or
@@ -258,18 +292,53 @@ pub fn split_all(raw: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// The three masks of the 64 bytes at `at`, zero past the end of `buf`.
+/// The three masks of the 64 bytes at `at`, zero past the end of `buf`; with AVX2 only where
+/// the CPU has it (see [`scan_with`]).
 #[inline(always)]
-fn masks_at(buf: &[u8], at: usize) -> (u64, u64, u64) {
+fn masks_at<const AVX2: bool>(buf: &[u8], at: usize) -> (u64, u64, u64) {
+    let pick = |block: &[u8; BLOCK]| {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: AVX2 is true only inside `scan_avx2`, which runs where the CPU has AVX2.
+            return unsafe { masks_avx2(block) };
+        }
+        masks(block)
+    };
     match buf.get(at..at + BLOCK) {
-        Some(block) => masks(block.try_into().unwrap_or(&[0; BLOCK])),
+        Some(block) => pick(block.try_into().unwrap_or(&[0; BLOCK])),
         None => {
             let mut pad = [0u8; BLOCK];
             let rest = &buf[at..];
             pad[..rest.len()].copy_from_slice(rest);
-            masks(&pad)
+            pick(&pad)
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64, u64) {
+    use std::arch::x86_64::*;
+    let (c, q, n) = (
+        _mm256_set1_epi8(b',' as i8),
+        _mm256_set1_epi8(b'"' as i8),
+        _mm256_set1_epi8(b'\n' as i8),
+    );
+    // SAFETY: `block` holds 64 bytes, so 32 at 0 and 32 at 32 are in bounds; loadu has no
+    // alignment requirement.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i),
+        )
+    };
+    let m = |x| {
+        let l = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, x)) as u32;
+        let h = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, x)) as u32;
+        u64::from(l) | u64::from(h) << 32
+    };
+    (m(c), m(q), m(n))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -526,10 +595,30 @@ mod tests {
             prop_assert_eq!(c, reference(&input, max_record));
         }
 
+        /// The baseline masks give the same scan as the AVX2 ones (which `scan` uses on
+        /// this machine when it has AVX2).
+        #[test]
+        fn the_baseline_scan_agrees_with_the_reference_too(
+            input in proptest::collection::vec(prop_oneof![
+                8 => proptest::sample::select(b"ab1.,\n\r\"x".to_vec()),
+                1 => any::<u8>(),
+            ], 0..400),
+            max_record in prop_oneof![Just(NO_LIMIT), 1usize..40],
+        ) {
+            let mut c = Collect::default();
+            scan_with::<false>(&input, &COLS, max_record, true, 2, &mut c);
+            prop_assert_eq!(c, reference(&input, max_record));
+        }
+
         #[test]
         fn swar_and_simd_masks_agree(block in proptest::collection::vec(any::<u8>(), 64)) {
             let b: [u8; 64] = block.try_into().unwrap();
             prop_assert_eq!(masks(&b), masks_swar(&b));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: this CPU has AVX2, checked just above.
+                prop_assert_eq!(unsafe { masks_avx2(&b) }, masks_swar(&b));
+            }
         }
     }
 }
