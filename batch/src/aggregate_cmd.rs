@@ -120,20 +120,60 @@ pub fn run(
     let (inputs, s3) = find(rt, opts, &mut summary)?;
     let mut phase = Phase::start();
     let host = ledger.world().host();
-    let identified = identify(rt, store.as_ref(), &host, opts, &inputs, &mut summary)?;
+    let candidates = identify(rt, store.as_ref(), &host, opts, &inputs, &mut summary)?;
     phase.lap(&mut summary, "identify");
-    // Shared with the heartbeat that keeps the claims alive while reading.
+    // Shared with the heartbeat that keeps the run alive while reading.
     let run = Arc::new(rt.block_on(ledger.begin())?);
-    let Claimed {
-        mine,
-        mine_stats,
-        mut to_cache,
-    } = claim(rt, &ledger, &run, identified, &mut summary)?;
     let now = opts.clock.now_unix();
-    let read_inputs: Vec<Input> = mine.iter().map(|(i, _)| i.clone()).collect();
-    phase.lap(&mut summary, "claim");
-    let result = read_claimed(rt, &ledger, &run, &read_inputs, opts, s3, now)?;
-    phase.lap(&mut summary, "read");
+    let (
+        Claimed {
+            mine,
+            mine_stats,
+            mut to_cache,
+        },
+        read_inputs,
+        result,
+    ) = if candidates.iter().any(|c| c.1.is_none()) {
+        // Read first, hashing the files on the way, then claim what was read: nothing is
+        // sealed or published before the claims are this run's. When some input turns out
+        // not to be this run's (committed, busy, a copy of another, unreadable), the claimed
+        // ones are read again without it: rare, and the price of reading the bytes once in
+        // the common case.
+        let read_inputs: Vec<Input> = candidates.iter().map(|c| c.0.clone()).collect();
+        let hash: Vec<bool> = candidates.iter().map(|c| c.1.is_none()).collect();
+        let result = read_claimed(
+            rt,
+            &ledger,
+            &run,
+            &read_inputs,
+            &hash,
+            opts,
+            s3.clone(),
+            now,
+        )?;
+        phase.lap(&mut summary, "read");
+        let identified = with_read_identities(candidates, &result.identities, &mut summary);
+        let claimed = claim(rt, &ledger, &run, identified, &mut summary)?;
+        phase.lap(&mut summary, "claim");
+        if claimed.mine.len() == read_inputs.len() {
+            (claimed, read_inputs, result)
+        } else {
+            let read_inputs: Vec<Input> = claimed.mine.iter().map(|(i, _)| i.clone()).collect();
+            let none = vec![false; read_inputs.len()];
+            let result = read_claimed(rt, &ledger, &run, &read_inputs, &none, opts, s3, now)?;
+            phase.lap(&mut summary, "read again");
+            (claimed, read_inputs, result)
+        }
+    } else {
+        let identified = same_content(candidates, &mut summary);
+        let claimed = claim(rt, &ledger, &run, identified, &mut summary)?;
+        let read_inputs: Vec<Input> = claimed.mine.iter().map(|(i, _)| i.clone()).collect();
+        phase.lap(&mut summary, "claim");
+        let none = vec![false; read_inputs.len()];
+        let result = read_claimed(rt, &ledger, &run, &read_inputs, &none, opts, s3, now)?;
+        phase.lap(&mut summary, "read");
+        (claimed, read_inputs, result)
+    };
 
     let checked = match check(
         result,
@@ -249,14 +289,20 @@ fn find(
     Ok((inputs, s3))
 }
 
-/// Inputs to claim, by content, and what the stat cache already knew.
+/// Inputs to claim, by content.
 struct Identified<'a> {
     /// (input, identity, stat) of each content, by its first path.
     wanted: Vec<(&'a Input, String, LocalStat)>,
 }
 
-/// Identifies each input by content (a local file committed before and unchanged since, by the
-/// stat cache, is not read at all); one content reached by several paths is one input.
+/// An input to read, its identity (`None`: to be hashed while it is read) and its stat.
+type Candidate<'a> = (&'a Input, Option<String>, LocalStat);
+
+/// Finds what to read: a local file committed before and unchanged since, by the stat cache,
+/// is not read at all. An S3 object is identified by its ETag. Local files are hashed while
+/// they are read (`None`) when there are enough of them, none much larger than the others, to
+/// keep every thread busy reading each whole; else each is hashed here, so that a large file
+/// can be read in parallel chunks after.
 fn identify<'a>(
     rt: &tokio::runtime::Runtime,
     store: &dyn Store,
@@ -264,7 +310,7 @@ fn identify<'a>(
     opts: &AggregateOptions,
     inputs: &'a [Input],
     summary: &mut Summary,
-) -> Result<Identified<'a>, AggregateError> {
+) -> Result<Vec<Candidate<'a>>, AggregateError> {
     let cache = if opts.verify {
         StatCache::default()
     } else {
@@ -278,40 +324,91 @@ fn identify<'a>(
             Source::S3 { .. } => None,
         })
         .collect();
-    // `None`: committed and unchanged since, by the stat cache; not read at all.
-    let identities: Vec<Option<Result<String, String>>> = inputs
-        .par_iter()
-        .zip(&stats)
-        .map(|(i, st)| {
-            if st
-                .as_ref()
+    let unchanged: Vec<bool> = stats
+        .iter()
+        .map(|st| {
+            st.as_ref()
                 .is_some_and(|(p, s)| cache.identity(p, s).is_some())
-            {
-                return None;
-            }
-            Some(i.identity().map_err(|e| e.to_string()))
         })
         .collect();
-    let mut wanted = Vec::new();
-    // One content is one input, however many paths reach it (a copy, a hard link, a file
-    // named twice): the first path in sorted order reads it, the others are reported.
-    let mut first_path: rustc_hash::FxHashMap<String, String> = Default::default();
+    let local = |i: &Input| matches!(i.source, Source::File(_));
+    let to_read = inputs.iter().zip(&unchanged).filter(|(_, u)| !**u);
+    let (mut total, mut largest) = (0u64, 0u64);
+    for (i, _) in to_read.filter(|(i, _)| local(i)) {
+        total += i.size;
+        largest = largest.max(i.size);
+    }
+    let threads = rayon::current_num_threads().max(1) as u64;
+    let hash_while_reading = largest.saturating_mul(2 * threads) <= total;
+    let identities: Vec<Option<Result<Option<String>, String>>> = inputs
+        .par_iter()
+        .zip(&unchanged)
+        .map(|(i, &unchanged)| {
+            if unchanged {
+                return None;
+            }
+            if hash_while_reading && local(i) {
+                return Some(Ok(None));
+            }
+            Some(i.identity().map(Some).map_err(|e| e.to_string()))
+        })
+        .collect();
+    let mut candidates = Vec::new();
     for ((input, id), stat) in inputs.iter().zip(identities).zip(stats) {
         match id {
             None => summary.unchanged += 1,
-            Some(Ok(id)) => match first_path.entry(id.clone()) {
-                std::collections::hash_map::Entry::Occupied(first) => summary
-                    .same_content
-                    .push((input.display(), first.get().clone())),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(input.display());
-                    wanted.push((input, id, stat));
-                }
-            },
+            Some(Ok(id)) => candidates.push((input, id, stat)),
             Some(Err(e)) => summary.unreadable.push((input.display(), e)),
         }
     }
-    Ok(Identified { wanted })
+    Ok(candidates)
+}
+
+/// The candidates with the identities their read found; one that could not be read whole is
+/// reported unreadable and left out.
+fn with_read_identities<'a>(
+    candidates: Vec<Candidate<'a>>,
+    read: &[Option<Result<String, String>>],
+    summary: &mut Summary,
+) -> Identified<'a> {
+    let mut known = Vec::with_capacity(candidates.len());
+    for ((input, id, stat), found) in candidates.into_iter().zip(read) {
+        match (id, found) {
+            (Some(id), _) => known.push((input, Some(id), stat)),
+            (None, Some(Ok(id))) => known.push((input, Some(id.clone()), stat)),
+            (None, Some(Err(e))) => summary.unreadable.push((input.display(), e.clone())),
+            (None, None) => summary
+                .unreadable
+                .push((input.display(), "not identified".into())),
+        }
+    }
+    same_content(known, summary)
+}
+
+/// One content is one input, however many paths reach it (a copy, a hard link, a file named
+/// twice): the first path in sorted order is the input, the others are reported. Every
+/// candidate must be identified.
+fn same_content<'a>(candidates: Vec<Candidate<'a>>, summary: &mut Summary) -> Identified<'a> {
+    let mut wanted = Vec::new();
+    let mut first_path: rustc_hash::FxHashMap<String, String> = Default::default();
+    for (input, id, stat) in candidates {
+        let Some(id) = id else {
+            summary
+                .unreadable
+                .push((input.display(), "not identified".into()));
+            continue;
+        };
+        match first_path.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(first) => summary
+                .same_content
+                .push((input.display(), first.get().clone())),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(input.display());
+                wanted.push((input, id, stat));
+            }
+        }
+    }
+    Identified { wanted }
 }
 
 /// What this run claimed.
@@ -360,13 +457,15 @@ fn claim(
     Ok(out)
 }
 
-/// Reads the claimed inputs while a heartbeat keeps the claims alive; fails if another run
-/// took them over meanwhile.
+/// Reads inputs (hashing those marked in `hash`) while a heartbeat keeps the run and its
+/// claims alive; fails if another run took them over meanwhile.
+#[allow(clippy::too_many_arguments)]
 fn read_claimed(
     rt: &tokio::runtime::Runtime,
     ledger: &Ledger,
     run: &Arc<crate::commit::Run>,
     inputs: &[Input],
+    hash: &[bool],
     opts: &AggregateOptions,
     s3: Option<S3Reader>,
     now: i64,
@@ -397,7 +496,7 @@ fn read_claimed(
         keep_all_rejects: opts.rejects.is_some(),
         s3,
     };
-    let result = read::read_all(inputs, &read_opts, &bar);
+    let result = read::read_and_identify(inputs, hash, &read_opts, &bar);
     bar.finish_and_clear();
     beat.abort();
     if lost.load(Ordering::SeqCst) {

@@ -305,7 +305,12 @@ pub fn identity(path: &Path) -> io::Result<String> {
         size += n as u64;
         h.update(&buf[..n]);
     }
-    Ok(format!("{size:x}-{:032x}", h.digest128()))
+    Ok(identity_of(size, &h))
+}
+
+/// The identity of a file of `size` bytes, all of them fed to `h` in order.
+pub fn identity_of(size: u64, h: &Xxh3) -> String {
+    format!("{size:x}-{:032x}", h.digest128())
 }
 
 #[cfg(test)]
