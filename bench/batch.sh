@@ -47,11 +47,16 @@ cat "$PLAIN"/*.csv "$GZ"/*.csv.gz > /dev/null
 # gone from the cache with 18 of its 24 GB free), so whichever engine ran after the slow ones
 # read part of its input from disk.
 RESULTS="$OUT/results.txt"; : > "$RESULTS"
+# Our runs' `phases` lines, with their wall time: the commit's share of a run.
+PHASES="$OUT/phases.txt"; : > "$PHASES"
 run() {
   local name=$1; shift
   cat "$PLAIN"/*.csv "$GZ"/*.csv.gz > /dev/null
-  /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" > /dev/null 2> "$OUT/err.txt" || { cat "$OUT/err.txt"; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$@" > "$OUT/out.txt" 2> "$OUT/err.txt" || { cat "$OUT/err.txt"; exit 1; }
   echo "$name $(cat "$OUT/time.txt")" >> "$RESULTS"
+  if grep -q '^phases' "$OUT/out.txt"; then
+    echo "$name $(cut -d' ' -f1 "$OUT/time.txt") $(grep '^phases' "$OUT/out.txt")" >> "$PHASES"
+  fi
 }
 # Each run gets a store of its own, all removed at the end: deleting thousands of files right
 # before a run makes ext4 crawl over the freed inodes, which no real nightly run meets.
@@ -76,7 +81,7 @@ for i in $(seq 0 "$ROUNDS"); do  # round 0 is the warm-up and is dropped
   run chdb-gzip .venv-peers/bin/python "$PEERS/q_chdb.py" "$GZ/*.csv.gz" "$OUT/chdb-gz.csv" 0
   run duckdb-gzip .venv-peers/bin/python "$PEERS/q_duckdb.py" "$GZ/*.csv.gz" "$OUT/duckdb-gz.csv" 0
   run pigz2-gzip bash -c half_pigz
-  [ "$i" = 0 ] && : > "$RESULTS"
+  [ "$i" = 0 ] && : > "$RESULTS" && : > "$PHASES"
 done
 
 $BIN export --store "${last_store[plain]}" > "$OUT/ours.csv"
@@ -84,8 +89,8 @@ $BIN export --store "${last_store[gzip]}" > "$OUT/ours-gz.csv"
 rm -rf "$OUT/stores"
 python3 bench/compare.py "$PLAIN.truth.csv" "$OUT/ours.csv" "$OUT/ours-gz.csv" "$OUT/chdb.csv" "$OUT/duckdb.csv" "$OUT/chdb-gz.csv" "$OUT/duckdb-gz.csv"
 
-python3 - "$RESULTS" "$MB_PLAIN" <<'PY'
-import statistics, sys
+python3 - "$RESULTS" "$MB_PLAIN" "$PHASES" <<'PY'
+import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     name, wall, rss = line.split()
@@ -108,4 +113,20 @@ print(f"scanner: the csv crate's ByteRecord feeding the same aggregation (no ide
       f"takes {r('csvcrate-plain', 'ours-plain'):.2f}x the time of our whole run")
 print(f"threads: 2 threads are {r('ours-plain-1thread', 'ours-plain'):.2f}x one thread; "
       f"one thread reads {mb / med['ours-plain-1thread']:.0f} MB/s per core")
+# The phases of our plain runs (2 threads): medians, and the commit's share of each run's wall
+# time (claim, check, seal, publish; the write-path issue asks under 10%).
+COMMIT = ("claim", "check", "seal", "publish")
+phases, shares = {}, []
+for line in open(sys.argv[3]):
+    name, wall, rest = line.split(" ", 2)
+    if name != "ours-plain":
+        continue
+    times = {k: float(v) for k, v in re.findall(r"([a-z][a-z ]*?) ([0-9.]+)", rest.split("phases", 1)[1])}
+    for k, v in times.items():
+        phases.setdefault(k.strip(), []).append(v)
+    shares.append(sum(times.get(k, 0.0) for k in COMMIT) / float(wall))
+if shares:
+    print("phases (ours, plain, median s): " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in phases.items()))
+    print(f"commit (claim + check + seal + publish): median {100 * statistics.median(shares):.1f}% of a run "
+          f"(rounds {100 * min(shares):.1f}-{100 * max(shares):.1f}%; target < 10%)")
 PY

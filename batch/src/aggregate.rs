@@ -410,7 +410,7 @@ impl Aggregator {
     /// domain). Only `threads` buckets exist at once.
     fn map_cells<T: Send>(
         self,
-        f: impl Fn(DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
+        f: impl Fn(&mut DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
     ) -> Vec<T> {
         use rayon::prelude::*;
         let me = &self;
@@ -427,28 +427,45 @@ impl Aggregator {
             .collect();
         cells
             .into_par_iter()
-            .map_init(Vec::new, |hours, cell| {
-                let (id, hour) = keys[cell[0] as usize];
-                let day = hour.div_euclid(BLOCKS_PER_DAY);
-                let mut b = DayBucket::new(names[id as usize].clone(), Day(day as i32));
-                hours.clear();
-                for &k in cell {
-                    let hour = keys[k as usize].1 - day * BLOCKS_PER_DAY;
-                    let first = hour as usize * BLOCK_MINUTES;
-                    let block = &blocks[k as usize];
-                    for (i, slot) in block.iter().enumerate() {
-                        b.minutes[first + i] = slot.bytes;
-                        b.requests[first + i] = u64::from(slot.requests);
+            // Each worker's bucket is filled again for each of its cells, rather than three
+            // days of minutes allocated, faulted in and freed per cell.
+            .map_init(
+                || (Vec::new(), None::<DayBucket>),
+                |(hours, bucket), cell| {
+                    let (id, hour) = keys[cell[0] as usize];
+                    let day = hour.div_euclid(BLOCKS_PER_DAY);
+                    let (domain, day_of_cell) = (names[id as usize].clone(), Day(day as i32));
+                    let b = match bucket {
+                        Some(b) => {
+                            b.domain = domain;
+                            b.day = day_of_cell;
+                            b.minutes.fill(0);
+                            b.requests.fill(0);
+                            b.https.fill(0);
+                            b.statuses.clear();
+                            b
+                        }
+                        None => bucket.insert(DayBucket::new(domain, day_of_cell)),
+                    };
+                    hours.clear();
+                    for &k in cell {
+                        let hour = keys[k as usize].1 - day * BLOCKS_PER_DAY;
+                        let first = hour as usize * BLOCK_MINUTES;
+                        let block = &blocks[k as usize];
+                        for (i, slot) in block.iter().enumerate() {
+                            b.minutes[first + i] = slot.bytes;
+                            b.requests[first + i] = u64::from(slot.requests);
+                        }
+                        let https = me.https_of[k as usize];
+                        if https != NO_ROW {
+                            b.https[first..first + BLOCK_MINUTES]
+                                .copy_from_slice(&me.https_rows[https as usize]);
+                        }
+                        me.block_status_hours(k, block, hour as u8, hours);
                     }
-                    let https = me.https_of[k as usize];
-                    if https != NO_ROW {
-                        b.https[first..first + BLOCK_MINUTES]
-                            .copy_from_slice(&me.https_rows[https as usize]);
-                    }
-                    me.block_status_hours(k, block, hour as u8, hours);
-                }
-                f(b, hours)
-            })
+                    f(b, hours)
+                },
+            )
             .collect()
     }
 
@@ -500,9 +517,9 @@ impl Aggregator {
     /// The totals as bucket cells, sorted by (day, domain); cells with no bytes at all are
     /// kept, since a zero-byte line is still a request that was seen.
     pub fn into_cells(self) -> Vec<DayBucket> {
-        self.map_cells(|mut b, hours| {
+        self.map_cells(|b, hours| {
             b.statuses = DayBucket::statuses_of_hours(hours);
-            b
+            b.clone()
         })
     }
 
@@ -512,7 +529,7 @@ impl Aggregator {
         self.map_cells(|b, hours| srctraffic::segment::Cell {
             day: b.day,
             body: b.encode_with_hours(hours),
-            domain: b.domain,
+            domain: b.domain.clone(),
         })
     }
 

@@ -319,23 +319,16 @@ impl DayBucket {
     /// (code, hour) are summed; rows past hour 23 are left out.
     pub fn encode_with_hours(&self, hours: &[StatusHour]) -> Vec<u8> {
         let mut sections: [Vec<u8>; SECTIONS] = Default::default();
-        if let Some(five) = self.five_minute_rows() {
-            let [bytes, requests, https] = &five;
-            encode_rows(&mut sections[0], bytes, requests, https);
-            if encode_status_hours::<5>(&mut sections[1], hours).is_none() {
-                // As in `encode`: a five-minute total past 2^64 - 1 leaves the whole rollup out.
-                sections[0].clear();
-                sections[1].clear();
+        let [five_rows, five_statuses, rows, statuses] = &mut sections;
+        let five_fits = encode_status_hours(hours, statuses, five_statuses);
+        match self.five_minute_rows() {
+            Some([bytes, requests, https]) if five_fits => {
+                encode_rows(five_rows, &bytes, &requests, &https);
             }
+            // As in `encode`: a five-minute total past 2^64 - 1 leaves the whole rollup out.
+            _ => five_statuses.clear(),
         }
-        encode_rows(
-            &mut sections[2],
-            &self.minutes[..],
-            &self.requests[..],
-            &self.https[..],
-        );
-        // By the minute nothing is summed, so nothing can overflow.
-        let _ = encode_status_hours::<1>(&mut sections[3], hours);
+        encode_rows(rows, &self.minutes[..], &self.requests[..], &self.https[..]);
         self.assemble(&sections)
     }
 
@@ -915,26 +908,30 @@ impl<'a> Parsed<'a> {
 /// zero), the gaps before them, their bytes fixed-width (so that a query of bytes reads
 /// nothing else), then the requests and HTTPS bytes as varints, each after its length.
 fn encode_rows(out: &mut Vec<u8>, bytes: &[u64], requests: &[u64], https: &[u64]) {
-    let held: Vec<usize> = (0..bytes.len())
+    let held: Vec<u16> = (0..bytes.len())
         .filter(|&i| (bytes[i] | requests[i] | https[i]) != 0)
+        .map(|i| i as u16)
         .collect();
-    out.reserve(12 * held.len() + 12);
+    // A gap, the bytes and two short varints a row, mostly.
+    out.reserve(24 * held.len() + 12);
     out.extend_from_slice(&(held.len() as u32).to_le_bytes());
     let mut next = 0;
     for &i in &held {
-        put_varint(out, (i - next) as u64);
+        put_varint(out, u64::from(i - next));
         next = i + 1;
     }
     for &i in &held {
-        out.extend_from_slice(&bytes[i].to_le_bytes());
+        out.extend_from_slice(&bytes[usize::from(i)].to_le_bytes());
     }
     for column in [requests, https] {
-        let mut col = Vec::with_capacity(held.len());
+        // The length goes first: written once the varints are.
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
         for &i in &held {
-            put_varint(&mut col, column[i]);
+            put_varint(out, column[usize::from(i)]);
         }
-        out.extend_from_slice(&(col.len() as u32).to_le_bytes());
-        out.extend_from_slice(&col);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
@@ -1042,57 +1039,85 @@ fn for_each_hour(hours: &[StatusHour], mut f: impl FnMut(u16, u8, &[u64; HOUR_MI
     }
 }
 
-/// Appends hour rows as a version-3 status section of units of `PER` minutes (1 or 5), laid
-/// out as [`encode_statuses`] lays them out; `None` (and a section to throw away) when a
-/// unit's sum passes 2^64 - 1.
-fn encode_status_hours<const PER: usize>(out: &mut Vec<u8>, hours: &[StatusHour]) -> Option<()> {
-    let units = HOUR_MINUTES / PER;
-    let mut entries = Vec::with_capacity(hours.len() * 2 * units);
-    // (code, entry count, start and end of its entries in `entries`).
-    let mut columns: Vec<(u16, u64, usize, usize)> = Vec::new();
-    let mut next = 0u64;
-    let mut overflow = false;
+/// One code's columns while hour rows are encoded: by the minute (`[0]`) and by five minutes
+/// (`[1]`), each an entry count and a range of its entries.
+struct HourColumn {
+    code: u16,
+    n: [u64; 2],
+    start: [usize; 2],
+    end: [usize; 2],
+}
+
+/// Appends hour rows as version-3 status sections, laid out as [`encode_statuses`] lays them
+/// out: by the minute to `minutes`, and by five minutes to `fives`; both in one walk of the
+/// rows. `false` when a five-minute sum passes 2^64 - 1 (then `fives` is to be thrown away).
+fn encode_status_hours(hours: &[StatusHour], minutes: &mut Vec<u8>, fives: &mut Vec<u8>) -> bool {
+    let mut entries = [
+        Vec::with_capacity(hours.len() * 4 * HOUR_MINUTES),
+        Vec::with_capacity(hours.len() * HOUR_MINUTES),
+    ];
+    let mut columns: Vec<HourColumn> = Vec::new();
+    let mut next = [0u64; 2];
+    let mut fits = true;
     for_each_hour(hours, |code, hour, counts| {
-        if columns.last().is_none_or(|c| c.0 != code) {
-            columns.push((code, 0, entries.len(), entries.len()));
-            next = 0;
+        let at = [entries[0].len(), entries[1].len()];
+        if columns.last().is_none_or(|c| c.code != code) {
+            columns.push(HourColumn {
+                code,
+                n: [0; 2],
+                start: at,
+                end: at,
+            });
+            next = [0; 2];
         }
-        let column = columns.last_mut().expect("pushed above");
-        for (u, minutes) in counts.chunks_exact(PER).enumerate() {
-            let count = if PER == 1 {
-                minutes[0]
-            } else {
-                match minutes.iter().try_fold(0u64, |a, &b| a.checked_add(b)) {
-                    Some(c) => c,
-                    None => {
-                        overflow = true;
-                        0
-                    }
-                }
-            };
-            if count == 0 {
+        let Some(column) = columns.last_mut() else {
+            return;
+        };
+        let hour = u64::from(hour);
+        // Most codes are rare: their rows are mostly zeros, skipped by their bits.
+        let held = counts
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (i, &c)| m | u64::from(c != 0) << i);
+        let mut bits = held;
+        while bits != 0 {
+            let m = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let unit = hour * HOUR_MINUTES as u64 + m as u64;
+            put_varint(&mut entries[0], unit - next[0]);
+            put_varint(&mut entries[0], counts[m]);
+            next[0] = unit + 1;
+            column.n[0] += 1;
+        }
+        for (u, five) in counts.chunks_exact(5).enumerate() {
+            if held >> (5 * u) & 0x1f == 0 {
                 continue;
             }
-            let unit = (usize::from(hour) * units + u) as u64;
-            put_varint(&mut entries, unit - next);
-            put_varint(&mut entries, count);
-            next = unit + 1;
-            column.1 += 1;
+            let Some(count) = five.iter().try_fold(0u64, |a, &b| a.checked_add(b)) else {
+                fits = false;
+                continue;
+            };
+            if count > 0 {
+                let unit = hour * (HOUR_MINUTES / 5) as u64 + u as u64;
+                put_varint(&mut entries[1], unit - next[1]);
+                put_varint(&mut entries[1], count);
+                next[1] = unit + 1;
+                column.n[1] += 1;
+            }
         }
-        column.3 = entries.len();
+        column.end = [entries[0].len(), entries[1].len()];
     });
-    if overflow {
-        return None;
+    for (k, out) in [minutes, fives].into_iter().enumerate() {
+        let held = columns.iter().filter(|c| c.n[k] > 0);
+        put_varint(out, held.clone().count() as u64);
+        for c in held {
+            put_varint(out, u64::from(c.code));
+            put_varint(out, c.n[k]);
+            put_varint(out, (c.end[k] - c.start[k]) as u64);
+            out.extend_from_slice(&entries[k][c.start[k]..c.end[k]]);
+        }
     }
-    columns.retain(|c| c.1 > 0);
-    put_varint(out, columns.len() as u64);
-    for &(code, n, start, end) in &columns {
-        put_varint(out, u64::from(code));
-        put_varint(out, n);
-        put_varint(out, (end - start) as u64);
-        out.extend_from_slice(&entries[start..end]);
-    }
-    Some(())
+    fits
 }
 
 /// One code's column of a status section, as it is encoded.
