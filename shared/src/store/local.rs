@@ -3,9 +3,9 @@
 //! Writes are atomic (temporary file in the same directory, flushed, renamed, directory
 //! flushed) and conditional writes are serialised across processes by advisory file locks
 //! (`flock`) on a fixed set of lock stripes under `.locks/`, so the file count stays bounded and
-//! lock files never need deleting. Readers take no lock: a rename is atomic. A batch of writes
-//! shares one flush of the file system (`syncfs`), which is what makes committing thousands of
-//! buckets cheap.
+//! lock files never need deleting. Readers take no lock: a rename is atomic. A large batch of
+//! writes shares one flush of the file system (`syncfs`), which is what makes writing thousands
+//! of buckets cheap; a few files are flushed each on its own.
 
 use super::{Precondition, ReadInline, Store, StoreError, Version, Versioned, keys};
 use async_trait::async_trait;
@@ -237,7 +237,8 @@ impl LocalStore {
         if staged.is_empty() {
             return results;
         }
-        if let Err(e) = flush(&self.root, staged.iter().map(|(_, tmp, _)| tmp.as_path())) {
+        let tmps: Vec<&Path> = staged.iter().map(|(_, tmp, _)| tmp.as_path()).collect();
+        if let Err(e) = flush(&self.root, &tmps) {
             for (i, tmp, _) in &staged {
                 let _ = fs::remove_file(tmp);
                 results[*i] = Err(io_err(&items[*i].0, &e));
@@ -391,27 +392,44 @@ fn stripe_of(key: &str) -> u64 {
     u64::from(crc32fast::hash(key.as_bytes())) % LOCK_STRIPES
 }
 
-/// Makes written files durable: one `syncfs` on Linux, else an fsync per file.
-fn flush<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> std::io::Result<()> {
+/// Batches of up to this many files are flushed file by file; larger ones with one `syncfs`.
+const FSYNC_EACH: usize = 64;
+/// Threads that flush a batch's files at once: waiting on the disk, not on a core.
+const FSYNC_THREADS: usize = 8;
+
+/// Makes written files durable: an fsync per file for up to [`FSYNC_EACH`] (a run's segments
+/// and claims, a manifest, a record), on a few threads at once so that the file system
+/// commits them together; one `syncfs` on Linux for more (a compaction's buckets, a backfill's
+/// claims). `syncfs` also waits for every other dirty page of the file system, a log writer's
+/// included: with 150 MB written by another program just before, a run's claims took 0.08 to
+/// 0.11 s instead of 0.01.
+fn flush(root: &Path, files: &[&Path]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
+    if files.len() > FSYNC_EACH {
         use std::os::fd::AsRawFd;
-        drop(files);
         let dir = File::open(root)?;
         // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        return Ok(());
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = root;
-        for f in files {
-            File::open(f)?.sync_all()?;
-        }
-        Ok(())
+    let _ = root;
+    let sync = |part: &[&Path]| part.iter().try_for_each(|f| File::open(f)?.sync_all());
+    if files.len() < 4 {
+        return sync(files);
     }
+    let per = files.len().div_ceil(FSYNC_THREADS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|part| scope.spawn(move || sync(part)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")))
+        })
+    })
 }
 
 /// The version of bytes on disk: their XXH3-128, in hex. Versions only tell writers apart
