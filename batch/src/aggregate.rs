@@ -428,7 +428,7 @@ impl Aggregator {
         cells
             .into_par_iter()
             // Each worker's bucket is filled again for each of its cells, rather than three
-            // days of minutes allocated, faulted in and freed per cell.
+            // arrays of a day's minutes allocated, faulted in and freed per cell.
             .map_init(
                 || (Vec::new(), None::<DayBucket>),
                 |(hours, bucket), cell| {

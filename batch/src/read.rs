@@ -148,8 +148,9 @@ pub fn read_all(inputs: &[Input], opts: &ReadOptions, progress: &ProgressBar) ->
 
 /// Reads every input as [`read_all`] does, and identifies those marked in `hash` (local files)
 /// as [`input::identity`] does. A plain file is then read whole by one worker, which hashes
-/// each page right after scanning it: the bytes come from memory once, where identifying
-/// first read them twice (measured: a seventh of a run). Other files are hashed on their own.
+/// each window of pages right before scanning it: the bytes come from memory once, where
+/// identifying first read them twice (measured: a seventh of a run). Other files are hashed on
+/// their own.
 pub fn read_and_identify(
     inputs: &[Input],
     hash: &[bool],
