@@ -21,10 +21,11 @@ use indicatif::ProgressBar;
 use memmap2::MmapOptions;
 use rayon::prelude::*;
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes per parallel chunk of a plain file.
 pub const CHUNK: u64 = 8 << 20;
@@ -272,11 +273,11 @@ fn read_pass(
                 How::Stream => (vec![Task::Stream { file: i as u32 }], FileReport::default()),
                 How::Skip => return (Vec::new(), FileReport::default(), None),
             };
-            // A file not read whole by one task (a stream, a file with nothing to scan) is
-            // hashed on its own.
+            // A file not read whole by one task (a file with nothing to scan) is hashed on its
+            // own; a stream hashes what it reads.
             let hashing = tasks
                 .iter()
-                .any(|t| matches!(t, Task::Chunk { hash: true, .. }));
+                .any(|t| matches!(t, Task::Chunk { hash: true, .. } | Task::Stream { .. }));
             let id = (hash[i] && !hashing).then(|| input.identity().map_err(|e| e.to_string()));
             (tasks, report, id)
         })
@@ -357,12 +358,14 @@ fn read_pass(
                 Task::Stream { file } => {
                     // A stream that fails half way contributes nothing: it is summed apart.
                     let mut local = fresh();
-                    let report =
-                        read_stream(&mut local, file, &inputs[file as usize], opts, progress);
+                    let input = &inputs[file as usize];
+                    let hashing = hash[file as usize].then(|| Mutex::new((Xxh3::new(), 0u64)));
+                    let report = read_stream(&mut local, file, input, opts, progress, &hashing);
                     if report.error.is_none() {
                         agg.merge(local);
                     }
-                    (file, report, Cut::Fine, None)
+                    let id = hashing.and_then(|h| finish_hash(input, h).ok());
+                    (file, report, Cut::Fine, id)
                 }
             };
             if agg.blocks_held() > hold {
@@ -640,7 +643,7 @@ fn read_chunk(
             base_off: from,
         },
     );
-    let mut hasher = hash.then(xxhash_rust::xxh3::Xxh3::new);
+    let mut hasher = hash.then(Xxh3::new);
     let mut hashed = 0usize;
     let max = opts.max_line_bytes;
     let mut reader = match kind {
@@ -702,6 +705,43 @@ fn read_chunk(
 }
 
 /// Counts bytes read from the file for the progress bar.
+/// The identity of a local file of which a stream hashed the first bytes: the rest (what the
+/// stream did not read: after a gzip's end, or past a failure) is hashed from the file.
+fn finish_hash(input: &Input, hashed: Mutex<(Xxh3, u64)>) -> io::Result<String> {
+    let (mut h, mut n) = hashed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let path = input
+        .path()
+        .ok_or_else(|| io::Error::other("not a local file"))?;
+    let mut f = File::open(path)?;
+    f.seek(io::SeekFrom::Start(n))?;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            break;
+        }
+        h.update(&buf[..got]);
+        n += got as u64;
+    }
+    Ok(input::identity_of(n, &h))
+}
+
+/// Feeds the bytes read from a file to a hash, in order, and counts them.
+struct Hashing<'a, R> {
+    inner: R,
+    state: &'a Mutex<(Xxh3, u64)>,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut state = lock(self.state);
+        state.0.update(&buf[..n]);
+        state.1 += n as u64;
+        Ok(n)
+    }
+}
+
 struct Counting<'a, R> {
     inner: R,
     progress: &'a ProgressBar,
@@ -721,9 +761,16 @@ fn open_stream<'a>(
     input: &Input,
     opts: &ReadOptions,
     progress: &'a ProgressBar,
+    hashing: &'a Option<Mutex<(Xxh3, u64)>>,
 ) -> io::Result<Box<dyn Read + 'a>> {
-    let raw: Box<dyn Read + Send> = match &input.source {
-        Source::File(p) => Box::new(File::open(p)?),
+    let raw: Box<dyn Read + Send + 'a> = match &input.source {
+        Source::File(p) => match hashing {
+            Some(state) => Box::new(Hashing {
+                inner: File::open(p)?,
+                state,
+            }),
+            None => Box::new(File::open(p)?),
+        },
         Source::S3 { bucket, key, etag } => {
             let s3 = opts
                 .s3
@@ -765,16 +812,19 @@ fn open_stream<'a>(
     })
 }
 
+/// Reads one input as a stream; with `hashing`, a local file's bytes are hashed as they are
+/// read (see [`finish_hash`]).
 fn read_stream(
     agg: &mut Aggregator,
     file: u32,
     input: &Input,
     opts: &ReadOptions,
     progress: &ProgressBar,
+    hashing: &Option<Mutex<(Xxh3, u64)>>,
 ) -> FileReport {
     let mut report = FileReport::default();
     let result = (|| -> io::Result<()> {
-        let mut dec = open_stream(input, opts, progress)?;
+        let mut dec = open_stream(input, opts, progress, hashing)?;
         let max = opts.max_line_bytes;
         // Room for the longest record we keep, its CR and newline, and a read's worth more:
         // the buffer never grows, so memory stays bounded whatever the input holds.
@@ -1199,6 +1249,16 @@ mod tests {
             size: std::fs::metadata(&gz).unwrap().len(),
             source: Source::File(gz),
         });
+        // A gzip that breaks off: its stream fails part way, and the rest is hashed from the file.
+        let bad = dir.path().join("broken.csv.gz");
+        let mut broken = std::fs::read(inputs[5].path().unwrap()).unwrap();
+        broken.truncate(broken.len() / 2);
+        broken.extend_from_slice(&[0xAB; 300_000]);
+        std::fs::write(&bad, &broken).unwrap();
+        inputs.push(Input {
+            size: broken.len() as u64,
+            source: Source::File(bad),
+        });
         let mut hash = vec![true; inputs.len()];
         hash[1] = false;
         let r = read_and_identify(
@@ -1211,8 +1271,9 @@ mod tests {
             let want = hash[i].then(|| Ok(input.identity().unwrap()));
             assert_eq!(r.identities[i], want, "{}", input.display());
         }
-        // The plain file and its gzip'd copy count the same lines.
+        // The plain file and its gzip'd copy count the same lines; the broken one fails.
         assert_eq!(r.files[0].lines, r.files[5].lines);
+        assert!(r.files[6].error.is_some());
         assert_eq!(r.agg.stats.accepted, 4);
     }
 
