@@ -592,22 +592,11 @@ mod tests {
         ) {
             let mut c = Collect::default();
             scan(&input, &COLS, max_record, true, 2, &mut c);
-            prop_assert_eq!(c, reference(&input, max_record));
-        }
-
-        /// The baseline masks give the same scan as the AVX2 ones (which `scan` uses on
-        /// this machine when it has AVX2).
-        #[test]
-        fn the_baseline_scan_agrees_with_the_reference_too(
-            input in proptest::collection::vec(prop_oneof![
-                8 => proptest::sample::select(b"ab1.,\n\r\"x".to_vec()),
-                1 => any::<u8>(),
-            ], 0..400),
-            max_record in prop_oneof![Just(NO_LIMIT), 1usize..40],
-        ) {
-            let mut c = Collect::default();
-            scan_with::<false>(&input, &COLS, max_record, true, 2, &mut c);
-            prop_assert_eq!(c, reference(&input, max_record));
+            prop_assert_eq!(&c, &reference(&input, max_record));
+            // The baseline masks too: `scan` takes the AVX2 ones where the CPU has them.
+            let mut baseline = Collect::default();
+            scan_with::<false>(&input, &COLS, max_record, true, 2, &mut baseline);
+            prop_assert_eq!(baseline, c);
         }
 
         #[test]
