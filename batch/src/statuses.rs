@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 /// Minutes per block (as the aggregator's).
 pub const BLOCK_MINUTES: usize = 60;
 /// Codes held inline per block.
-pub const INLINE: usize = 6;
+const INLINE: usize = 6;
 /// A count at this value is in the spill list.
 const SPILLED: u16 = u16::MAX;
 const NONE: u32 = u32::MAX;
