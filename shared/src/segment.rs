@@ -90,33 +90,39 @@ pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
 /// Assembles a segment from cells already encoded (so a caller may encode them in parallel),
 /// each with its domain, sorted by domain.
 pub fn assemble(day: Day, encoded: &[(&DomainName, &[u8])]) -> Vec<u8> {
-    let order: Vec<&DomainName> = encoded.iter().map(|(d, _)| *d).collect();
-    let bodies: Vec<&[u8]> = encoded.iter().map(|(_, b)| *b).collect();
-    let index_len: usize = order.iter().map(|d| 1 + d.as_str().len() + 12).sum();
+    let sizes: Vec<(&DomainName, usize)> = encoded.iter().map(|(d, b)| (*d, b.len())).collect();
+    let mut out = head(day, &sizes);
+    for (_, body) in encoded {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The head, index and checksum of a segment whose cells, each with its domain and its
+/// encoded length, sorted by domain, follow it: the segment is these bytes, then the cells
+/// in this order.
+pub fn head(day: Day, cells: &[(&DomainName, usize)]) -> Vec<u8> {
+    let index_len: usize = cells.iter().map(|(d, _)| 1 + d.as_str().len() + 12).sum();
     let data_start = (HEAD + index_len + 4) as u64;
-    let total: usize = bodies.iter().map(|b| b.len()).sum();
-    let mut out = Vec::with_capacity(data_start as usize + total);
+    let mut out = Vec::with_capacity(data_start as usize);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&day.0.to_le_bytes());
-    out.extend_from_slice(&(order.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(cells.len() as u32).to_le_bytes());
     out.extend_from_slice(&(index_len as u32).to_le_bytes());
     let mut at = data_start;
-    for (domain, body) in order.iter().zip(&bodies) {
+    for (domain, len) in cells {
         let d = domain.as_str().as_bytes();
         // Valid domains are at most 253 bytes.
         out.push(d.len() as u8);
         out.extend_from_slice(d);
         out.extend_from_slice(&at.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        at += body.len() as u64;
+        out.extend_from_slice(&(*len as u32).to_le_bytes());
+        at += *len as u64;
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    for body in bodies {
-        out.extend_from_slice(body);
-    }
     out
 }
 

@@ -6,6 +6,7 @@
 //! for what is published (and `meta/watermark` in stores older than it). Keys are `/`-separated segments of
 //! `[A-Za-z0-9._-]`, never starting with a dot.
 
+mod direct;
 pub mod keys;
 pub mod local;
 pub mod manifest;
@@ -191,6 +192,14 @@ pub trait Store: Send + Sync + Debug {
             out.push(self.put(&k, b, when).await);
         }
         out
+    }
+
+    /// Writes a new object, unconditionally, whose bytes are `parts` one after the other: a
+    /// large object made of pieces (a segment's index and its cells) need not be joined into
+    /// one buffer first. Atomic like `put`. Stores override this to write the parts as they
+    /// are; the default joins them and calls `put`.
+    async fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<Version, StoreError> {
+        self.put(key, parts.concat(), Precondition::None).await
     }
 
     /// Every key that starts with `prefix`, sorted.
