@@ -126,7 +126,7 @@ for line in open(sys.argv[3]):
         phases.setdefault(k.strip(), []).append(v)
     shares.append(sum(times.get(k, 0.0) for k in COMMIT) / float(wall))
 if shares:
-    print("phases (ours, plain, median s): " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in phases.items()))
+    print("phases (ours, plain, median s): " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in phases.items()))
     print(f"commit (claim + check + seal + publish): median {100 * statistics.median(shares):.1f}% of a run "
           f"(rounds {100 * min(shares):.1f}-{100 * max(shares):.1f}%; target < 10%)")
 PY

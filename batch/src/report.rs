@@ -193,7 +193,7 @@ impl fmt::Display for Summary {
             let parts: Vec<String> = self
                 .phases
                 .iter()
-                .map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64()))
+                .map(|(n, d)| format!("{n} {:.3}", d.as_secs_f64()))
                 .collect();
             writeln!(f, "phases     {} (s)", parts.join(", "))?;
         }
