@@ -19,7 +19,9 @@ use crate::spellings::Spellings;
 use crate::statuses::{BLOCK_MINUTES, StatusCounts};
 use rustc_hash::FxHashMap;
 use srctraffic::bucket::{DayBucket, MINUTES, Rollup, StatusHour};
+use srctraffic::segment::Cell;
 use srctraffic::{Day, DomainName};
+use std::convert::Infallible;
 
 const BAD_DOMAIN: u32 = u32::MAX;
 const BAD_UTF8: u32 = u32::MAX - 1;
@@ -412,9 +414,34 @@ impl Aggregator {
         self,
         f: impl Fn(&mut DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
     ) -> Vec<T> {
+        let (out, done) = self.for_each_cell(
+            f,
+            |plan| Vec::with_capacity(plan.len()),
+            |out, t| {
+                out.push(t);
+                Ok::<(), Infallible>(())
+            },
+        );
+        match done {
+            Ok(()) => out,
+        }
+    }
+
+    /// As [`Aggregator::map_cells`], but each result goes to `each` as soon as it and every
+    /// one before it in (day, domain) order are made, so a consumer (a segment being written)
+    /// works while later cells are built. The consumer is made by `start`, told every (day,
+    /// domain) to come, in that order. The workers take cells in order from a shared counter,
+    /// so few results wait for an earlier one. The first error from `each` stops the work; the
+    /// consumer comes back with the outcome.
+    fn for_each_cell<T: Send, S, E>(
+        self,
+        f: impl Fn(&mut DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
+        start: impl FnOnce(&[(Day, &DomainName)]) -> S,
+        mut each: impl FnMut(&mut S, T) -> Result<(), E>,
+    ) -> (S, Result<(), E>) {
         use rayon::prelude::*;
-        let me = &self;
-        let (names, keys, blocks) = (&self.names, &self.keys, &self.blocks);
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+        let (names, keys) = (&self.names, &self.keys);
         let mut order: Vec<u32> = (0..keys.len() as u32).collect();
         let day_of = |b: u32| keys[b as usize].1.div_euclid(BLOCKS_PER_DAY);
         // Blocks outnumber domains 24 to 1: the names are sorted once, and the blocks by
@@ -432,48 +459,95 @@ impl Aggregator {
         let cells: Vec<&[u32]> = order
             .chunk_by(|&a, &b| keys[a as usize].0 == keys[b as usize].0 && day_of(a) == day_of(b))
             .collect();
-        cells
-            .into_par_iter()
-            // Each worker's bucket is filled again for each of its cells, rather than three
-            // arrays of a day's minutes allocated, faulted in and freed per cell.
-            .map_init(
-                || (Vec::new(), None::<DayBucket>),
-                |(hours, bucket), cell| {
-                    let (id, hour) = keys[cell[0] as usize];
-                    let day = hour.div_euclid(BLOCKS_PER_DAY);
-                    let (domain, day_of_cell) = (names[id as usize].clone(), Day(day as i32));
-                    let b = match bucket {
-                        Some(b) => {
-                            b.domain = domain;
-                            b.day = day_of_cell;
-                            b.minutes.fill(0);
-                            b.requests.fill(0);
-                            b.https.fill(0);
-                            b.statuses.clear();
-                            b
+        let planned: Vec<(Day, &DomainName)> = cells
+            .iter()
+            .map(|c| {
+                let (id, _) = keys[c[0] as usize];
+                (Day(day_of(c[0]) as i32), &names[id as usize])
+            })
+            .collect();
+        let mut consumer = start(&planned);
+        let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
+        let mut result = Ok(());
+        let (me, cells, f, next, stop) = (&self, &cells, &f, &next, &stop);
+        // The calling thread takes the results in; the pool's threads build the cells.
+        rayon::in_place_scope(|scope| {
+            for _ in 0..rayon::current_num_threads() {
+                let tx = tx.clone();
+                scope.spawn(move |_| {
+                    // Each worker's bucket is filled again for each of its cells, rather than
+                    // three arrays of a day's minutes allocated, faulted in and freed per cell.
+                    let (mut hours, mut bucket) = (Vec::new(), None);
+                    while !stop.load(Relaxed) {
+                        let i = next.fetch_add(1, Relaxed);
+                        let Some(cell) = cells.get(i) else { break };
+                        let b = me.fill(cell, &mut bucket, &mut hours);
+                        if tx.send((i, f(b, &mut hours))).is_err() {
+                            break;
                         }
-                        None => bucket.insert(DayBucket::new(domain, day_of_cell)),
-                    };
-                    hours.clear();
-                    for &k in cell {
-                        let hour = keys[k as usize].1 - day * BLOCKS_PER_DAY;
-                        let first = hour as usize * BLOCK_MINUTES;
-                        let block = &blocks[k as usize];
-                        for (i, slot) in block.iter().enumerate() {
-                            b.minutes[first + i] = slot.bytes;
-                            b.requests[first + i] = u64::from(slot.requests);
-                        }
-                        let https = me.https_of[k as usize];
-                        if https != NO_ROW {
-                            b.https[first..first + BLOCK_MINUTES]
-                                .copy_from_slice(&me.https_rows[https as usize]);
-                        }
-                        me.block_status_hours(k, block, hour as u8, hours);
                     }
-                    f(b, hours)
-                },
-            )
-            .collect()
+                });
+            }
+            drop(tx);
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut want = 0;
+            'results: for (i, t) in &rx {
+                waiting.insert(i, t);
+                while let Some(t) = waiting.remove(&want) {
+                    want += 1;
+                    if let Err(e) = each(&mut consumer, t) {
+                        result = Err(e);
+                        stop.store(true, Relaxed);
+                        break 'results;
+                    }
+                }
+            }
+        });
+        (consumer, result)
+    }
+
+    /// Fills the worker's bucket (made on its first cell) and hour rows with the blocks of
+    /// one (domain, day).
+    fn fill<'b>(
+        &self,
+        cell: &[u32],
+        bucket: &'b mut Option<DayBucket>,
+        hours: &mut Vec<StatusHour>,
+    ) -> &'b mut DayBucket {
+        let (names, keys, blocks) = (&self.names, &self.keys, &self.blocks);
+        let (id, hour) = keys[cell[0] as usize];
+        let day = hour.div_euclid(BLOCKS_PER_DAY);
+        let (domain, day_of_cell) = (names[id as usize].clone(), Day(day as i32));
+        let b = match bucket {
+            Some(b) => {
+                b.domain = domain;
+                b.day = day_of_cell;
+                b.minutes.fill(0);
+                b.requests.fill(0);
+                b.https.fill(0);
+                b.statuses.clear();
+                b
+            }
+            None => bucket.insert(DayBucket::new(domain, day_of_cell)),
+        };
+        hours.clear();
+        for &k in cell {
+            let hour = keys[k as usize].1 - day * BLOCKS_PER_DAY;
+            let first = hour as usize * BLOCK_MINUTES;
+            let block = &blocks[k as usize];
+            for (i, slot) in block.iter().enumerate() {
+                b.minutes[first + i] = slot.bytes;
+                b.requests[first + i] = u64::from(slot.requests);
+            }
+            let https = self.https_of[k as usize];
+            if https != NO_ROW {
+                b.https[first..first + BLOCK_MINUTES]
+                    .copy_from_slice(&self.https_rows[https as usize]);
+            }
+            self.block_status_hours(k, block, hour as u8, hours);
+        }
+        b
     }
 
     /// Appends block `k`'s status counts as hour rows, one per code. The block's primary code
@@ -532,12 +606,20 @@ impl Aggregator {
 
     /// The totals as encoded segment cells (without the five-minute rollup, which compaction
     /// adds), sorted by (day, domain), without holding every bucket at once.
-    pub fn into_encoded(self) -> Vec<srctraffic::segment::Cell> {
-        self.map_cells(|b, hours| srctraffic::segment::Cell {
-            day: b.day,
-            body: b.encode_with_hours(hours, Rollup::Without),
-            domain: b.domain.clone(),
-        })
+    pub fn into_encoded(self) -> Vec<Cell> {
+        self.map_cells(|b, hours| encode_cell(b, hours))
+    }
+
+    /// The totals as encoded segment cells, as [`Aggregator::into_encoded`] makes them, each
+    /// handed to `each` with the consumer `start` made (told every (day, domain) to come, in
+    /// order) as soon as it and those before it are encoded. The first error from `each` stops
+    /// the work; the consumer comes back with the outcome.
+    pub fn encode_each<S, E>(
+        self,
+        start: impl FnOnce(&[(Day, &DomainName)]) -> S,
+        each: impl FnMut(&mut S, Cell) -> Result<(), E>,
+    ) -> (S, Result<(), E>) {
+        self.for_each_cell(|b, hours| encode_cell(b, hours), start, each)
     }
 
     /// Hour blocks held (one domain's hour each): what a worker's memory grows with.
@@ -548,6 +630,15 @@ impl Aggregator {
     /// Number of distinct domains seen.
     pub fn domain_count(&self) -> usize {
         self.names.len()
+    }
+}
+
+/// A built cell as a segment holds it: without the rollup.
+fn encode_cell(b: &DayBucket, hours: &[StatusHour]) -> Cell {
+    Cell {
+        day: b.day,
+        body: b.encode_with_hours(hours, Rollup::Without),
+        domain: b.domain.clone(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! `srctraffic-batch aggregate`: recover, identify, claim, read, check, seal, finish.
 
+use crate::aggregate::Aggregator;
 use crate::commit::{Claim, CommitError, Ledger};
 use crate::header::ColumnNames;
 use crate::input::{self, Input, Source};
 use crate::read::{self, ReadOptions, S3Reader};
 use crate::rejects::{Position, Reason};
 use crate::report::Summary;
+use crate::segments::{Segments, Stopped};
 use crate::statcache::{Entry as CacheEntry, Stat, StatCache};
 use crate::{compact, failpoint};
 
@@ -210,14 +212,20 @@ pub fn run(
         }
         Err(e) => return Err(e),
     };
-    phase.lap(&mut summary, "check");
-    summary.days = {
-        let mut d: Vec<_> = checked.cells.iter().map(|c| c.day).collect();
-        d.dedup();
-        d.len()
-    };
+    // The cells go to the store as they are encoded: the disk writes the first while the
+    // rest are built, and sealing is left with each segment's head.
+    let (segments, encoded) = checked.agg.encode_each(
+        |plan| Segments::start(&store, rt.handle(), run.id, plan),
+        Segments::push,
+    );
+    summary.days = segments.len();
     summary.segments_written = summary.days;
-    rt.block_on(ledger.seal(&run, checked.ids, checked.max_minute, checked.cells))?;
+    phase.lap(&mut summary, "check");
+    let written = match encoded {
+        Ok(()) => rt.block_on(segments.finish())?,
+        Err(Stopped) => return Err(rt.block_on(segments.stopped()).into()),
+    };
+    rt.block_on(ledger.seal_written(&run, checked.ids, checked.max_minute, written))?;
     failpoint::hit("sealed");
     phase.lap(&mut summary, "seal");
     let finished = rt.block_on(ledger.finish_own(&run))?;
@@ -505,10 +513,10 @@ fn read_claimed(
     Ok(result)
 }
 
-/// A read that passed its checks, ready to seal.
+/// A read that passed its checks, ready to encode and seal.
 struct Checked {
-    /// The cells, encoded, by (day, domain).
-    cells: Vec<srctraffic::segment::Cell>,
+    /// The totals.
+    agg: Aggregator,
     /// Identities of the inputs counted.
     ids: Vec<String>,
     /// Their stats, for the stat cache.
@@ -615,7 +623,7 @@ fn check(
     // Lines a little past now still count, but "known up to" never passes now.
     let max_minute = agg.stats.max_minute.map(|m| m.min(now.div_euclid(60)));
     Ok(Checked {
-        cells: agg.into_encoded(),
+        agg,
         ids,
         stats,
         max_minute,

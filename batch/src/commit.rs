@@ -372,40 +372,25 @@ impl Ledger {
         max_minute: Option<i64>,
         cells: Vec<segment::Cell>,
     ) -> Result<()> {
-        let mut refs = Vec::new();
-        let mut writes = Vec::new();
-        let mut cells = cells.into_iter().peekable();
-        while let Some(first) = cells.next() {
-            let day = first.day;
-            let mut day_cells = vec![first];
-            while let Some(c) = cells.next_if(|c| c.day == day) {
-                day_cells.push(c);
-            }
-            let r = SegmentRef {
-                day: day.to_string(),
-                cells: day_cells.len() as u64,
-            };
-            // The cells' bodies are written as they are, after the head: no joined copy.
-            let sizes: Vec<(&srctraffic::DomainName, usize)> = day_cells
-                .iter()
-                .map(|c| (&c.domain, c.body.len()))
-                .collect();
-            let mut parts = vec![segment::head(day, &sizes)];
-            parts.extend(day_cells.into_iter().map(|c| c.body));
-            let key = r.key(run.id);
-            let store = &self.store;
-            writes.push(async move { store.put_parts(&key, parts).await });
-            refs.push(r);
-        }
-        for r in futures_util::future::join_all(writes).await {
-            r?;
-        }
+        let refs = crate::segments::write_all(&self.store, run.id, cells).await?;
+        self.seal_written(run, inputs, max_minute, refs).await
+    }
+
+    /// Seals a run whose segments are written (see [`crate::segments`]): one compare-and-swap
+    /// of its own record, listing the inputs they hold and the segments.
+    pub async fn seal_written(
+        &self,
+        run: &Run,
+        inputs: Vec<String>,
+        max_minute: Option<i64>,
+        segments: Vec<SegmentRef>,
+    ) -> Result<()> {
         failpoint::hit("sealing");
         self.update_own(run, |rec| {
             rec.state = RunState::Sealed;
             rec.inputs = inputs;
             rec.max_minute = max_minute;
-            rec.segments = refs;
+            rec.segments = segments;
         })
         .await
     }

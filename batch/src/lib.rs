@@ -31,6 +31,7 @@ pub mod read;
 pub mod rejects;
 pub mod report;
 pub mod scan;
+pub mod segments;
 pub mod spellings;
 pub mod statcache;
 pub mod statuses;

@@ -102,7 +102,7 @@ pub fn assemble(day: Day, encoded: &[(&DomainName, &[u8])]) -> Vec<u8> {
 /// encoded length, sorted by domain, follow it: the segment is these bytes, then the cells
 /// in this order.
 pub fn head(day: Day, cells: &[(&DomainName, usize)]) -> Vec<u8> {
-    let index_len: usize = cells.iter().map(|(d, _)| 1 + d.as_str().len() + 12).sum();
+    let index_len: usize = cells.iter().map(|(d, _)| index_entry(d)).sum();
     let data_start = (HEAD + index_len + 4) as u64;
     let mut out = Vec::with_capacity(data_start as usize);
     out.extend_from_slice(MAGIC);
@@ -124,6 +124,17 @@ pub fn head(day: Day, cells: &[(&DomainName, usize)]) -> Vec<u8> {
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// The length of the head, index and checksum ([`head`]) of a segment holding the cells of
+/// `domains`: known before any cell is encoded, so the cells can be written first.
+pub fn head_len<'a>(domains: impl IntoIterator<Item = &'a DomainName>) -> usize {
+    HEAD + domains.into_iter().map(index_entry).sum::<usize>() + 4
+}
+
+/// One index entry's length: domain length, domain, offset, cell length.
+fn index_entry(domain: &DomainName) -> usize {
+    1 + domain.as_str().len() + 12
 }
 
 /// A segment's head and index: which domains it holds and where.
@@ -292,6 +303,10 @@ mod tests {
             ["a.example", "b.example", "c.example"]
         );
         let need = Index::needed(&enc).unwrap() as usize;
+        let held = cells();
+        let mut domains: Vec<&DomainName> = held.iter().map(|c| &c.domain).collect();
+        domains.sort();
+        assert_eq!(head_len(domains.iter().copied()), need);
         let index = Index::parse(&enc[..need]).unwrap();
         let b = DomainName::parse("b.example").unwrap();
         let r = index.find(&b).unwrap();

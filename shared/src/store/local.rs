@@ -8,7 +8,7 @@
 //! of buckets cheap; a few files are flushed each on its own. A large object written from parts
 //! (a run's segment) goes to disk around the page cache (see [`super::direct`]).
 
-use super::{Precondition, ReadInline, Store, StoreError, Version, Versioned, direct, keys};
+use super::{Piece, Precondition, ReadInline, Store, StoreError, Version, Versioned, direct, keys};
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -264,26 +264,29 @@ impl LocalStore {
         results
     }
 
-    /// Writes a new object from parts, unconditionally, blocking (see [`Store::put_parts`]).
-    /// Large objects go around the page cache (see [`super::direct`]).
-    pub fn put_parts_blocking(&self, key: &str, parts: &[Vec<u8>]) -> PutResult {
+    /// Writes a new object from pieces as they come, unconditionally, blocking (see
+    /// [`Store::put_streamed`]): around the page cache where it can (see [`super::direct`]).
+    /// The lock is taken for the rename only: the temporary file is this writer's alone, and
+    /// holding a stripe while the pieces are made would stall every writer of its keys.
+    pub fn put_streamed_blocking(
+        &self,
+        key: &str,
+        head_len: usize,
+        next: impl FnMut() -> Option<Piece>,
+    ) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let _guard = self
-            .lock_stripe(stripe_of(key))
-            .map_err(|e| io_err(key, &e))?;
         let (dir, tmp) = self.temporary(key, &path)?;
-        let hash = direct::write_parts(&tmp, parts).map_err(|e| {
+        let gone = |e: &std::io::Error| {
             let _ = fs::remove_file(&tmp);
-            io_err(key, &e)
-        })?;
-        fs::rename(&tmp, &path).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io_err(key, &e)
-        })?;
+            io_err(key, e)
+        };
+        direct::write_streamed(&tmp, head_len, next).map_err(|e| gone(&e))?;
+        let guard = self.lock_stripe(stripe_of(key)).map_err(|e| gone(&e))?;
+        fs::rename(&tmp, &path).map_err(|e| gone(&e))?;
+        drop(guard);
         File::open(dir)
             .and_then(|f| f.sync_all())
-            .map_err(|e| io_err(key, &e))?;
-        Ok(version_from(hash))
+            .map_err(|e| io_err(key, &e))
     }
 
     /// The directory an object goes in (made if missing) and a temporary file's name there.
@@ -467,11 +470,7 @@ fn flush(root: &Path, files: &[&Path]) -> std::io::Result<()> {
 /// (who can write the store can do anything to it anyway); a cryptographic hash cost 90 ms on
 /// a 37 MB segment.
 fn version_of(bytes: &[u8]) -> Version {
-    version_from(xxhash_rust::xxh3::xxh3_128(bytes))
-}
-
-fn version_from(hash: u128) -> Version {
-    Version(format!("{hash:032x}"))
+    Version(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)))
 }
 
 /// Reads from `start` until `buf` is full or the file ends, by offset; returns how many bytes.
@@ -577,9 +576,14 @@ impl Store for LocalStore {
             .await
     }
 
-    async fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> PutResult {
+    async fn put_streamed(
+        &self,
+        key: &str,
+        head_len: usize,
+        mut pieces: tokio::sync::mpsc::Receiver<Piece>,
+    ) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.blocking(move |s| s.put_parts_blocking(&key, &parts))
+        self.blocking(move |s| s.put_streamed_blocking(&key, head_len, || pieces.blocking_recv()))
             .await
     }
 
@@ -699,15 +703,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_object_written_in_parts_reads_back_whole_with_its_version() {
+    async fn an_object_written_as_it_is_made_reads_back_whole_and_only_once_whole() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStore::open(dir.path()).unwrap();
-        // One small (buffered) and one large (around the page cache), each replacing an older
-        // object under its key.
+        // Small and large (several chunks), each replacing an older object under its key.
         for (key, parts) in [
             (
                 "seg/small",
-                vec![b"head".to_vec(), vec![], b"cell".to_vec()],
+                vec![b"cell".to_vec(), vec![], b"cell".to_vec()],
             ),
             (
                 "seg/large",
@@ -717,18 +720,33 @@ mod tests {
             s.put(key, b"old".to_vec(), Precondition::None)
                 .await
                 .unwrap();
-            let v = s.put_parts(key, parts.clone()).await.unwrap();
-            let got = s.get_versioned(key).await.unwrap().unwrap();
-            assert_eq!(got.bytes, parts.concat());
-            assert_eq!(got.version, v);
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let writing = tokio::spawn({
+                let s = s.clone();
+                async move { s.put_streamed(key, 4, rx).await }
+            });
+            for p in &parts {
+                tx.send(Piece::Part(p.clone())).await.unwrap();
+                // Until its head comes, readers see the old object.
+                assert_eq!(s.get(key).await.unwrap(), Some(b"old".to_vec()));
+            }
+            tx.send(Piece::Head(b"head".to_vec())).await.unwrap();
+            writing.await.unwrap().unwrap();
+            let mut want = b"head".to_vec();
+            want.extend(parts.concat());
+            assert!(s.get(key).await.unwrap() == Some(want));
         }
-        assert_eq!(
-            s.list("seg/").await.unwrap().len(),
-            2,
-            "no temporary file left"
-        );
+        // Pieces that stop before the head leave the old object and no temporary file.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(Piece::Part(vec![1; 10])).await.unwrap();
+        drop(tx);
+        assert!(s.put_streamed("seg/small", 4, rx).await.is_err());
+        assert_eq!(s.get("seg/small").await.unwrap().unwrap().len(), 12);
+        let names: Vec<_> = fs::read_dir(dir.path().join("seg")).unwrap().collect();
+        assert_eq!(names.len(), 2, "no temporary file left");
+        let (_, rx) = tokio::sync::mpsc::channel(1);
         assert!(matches!(
-            s.put_parts("../out", vec![b"x".to_vec()]).await,
+            s.put_streamed("../out", 0, rx).await,
             Err(StoreError::InvalidKey(_))
         ));
     }

@@ -100,6 +100,40 @@ impl StoreError {
     }
 }
 
+/// A piece of an object written with [`Store::put_streamed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// The next bytes after those before.
+    Part(Vec<u8>),
+    /// The object's first bytes, made last (a head that indexes the parts): the last piece.
+    Head(Vec<u8>),
+}
+
+/// A head of another length than the one promised.
+fn check_head(key: &str, head_len: usize, head: &[u8]) -> Result<(), StoreError> {
+    if head.len() == head_len {
+        return Ok(());
+    }
+    Err(StoreError::Io {
+        key: key.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("head of {} bytes, {head_len} promised", head.len()),
+        ),
+    })
+}
+
+/// The pieces stopped before the head came: the writer gave up.
+fn ended_early(key: &str) -> StoreError {
+    StoreError::Io {
+        key: key.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the object's pieces ended before its head",
+        ),
+    }
+}
+
 /// The storage contract.
 ///
 /// - A missing object is `Ok(None)`, never an error.
@@ -194,12 +228,33 @@ pub trait Store: Send + Sync + Debug {
         out
     }
 
-    /// Writes a new object, unconditionally, whose bytes are `parts` one after the other: a
-    /// large object made of pieces (a segment's index and its cells) need not be joined into
-    /// one buffer first. Atomic like `put`. Stores override this to write the parts as they
-    /// are; the default joins them and calls `put`.
-    async fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<Version, StoreError> {
-        self.put(key, parts.concat(), Precondition::None).await
+    /// Writes a new object, unconditionally, from pieces handed over as they are made (see
+    /// [`Piece`]): its parts, in order, then its head, `head_len` bytes that go before them.
+    /// Nothing is visible under `key` until the head has come and the object is whole; a
+    /// channel closed before the head writes nothing. Atomic like `put`. Stores override this
+    /// to write the parts as they come; the default gathers them and calls `put`.
+    async fn put_streamed(
+        &self,
+        key: &str,
+        head_len: usize,
+        mut pieces: tokio::sync::mpsc::Receiver<Piece>,
+    ) -> Result<(), StoreError> {
+        let mut parts = Vec::new();
+        while let Some(piece) = pieces.recv().await {
+            match piece {
+                Piece::Part(p) => parts.push(p),
+                Piece::Head(head) => {
+                    check_head(key, head_len, &head)?;
+                    let mut bytes = head;
+                    bytes.reserve(parts.iter().map(Vec::len).sum());
+                    for p in parts {
+                        bytes.extend_from_slice(&p);
+                    }
+                    return self.put(key, bytes, Precondition::None).await.map(drop);
+                }
+            }
+        }
+        Err(ended_early(key))
     }
 
     /// Every key that starts with `prefix`, sorted.
@@ -247,4 +302,32 @@ pub async fn open(spec: &str, patience: Patience) -> Result<Arc<dyn Store>, Stor
         ));
     }
     Ok(Arc::new(LocalStore::open(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_streamed_write_is_the_head_then_the_parts_once_the_head_comes() {
+        let s = MemoryStore::default();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for p in [&b"ab"[..], b"", b"cd"] {
+            tx.send(Piece::Part(p.to_vec())).await.unwrap();
+        }
+        tx.send(Piece::Head(b"H".to_vec())).await.unwrap();
+        s.put_streamed("k", 1, rx).await.unwrap();
+        assert_eq!(s.get("k").await.unwrap(), Some(b"Habcd".to_vec()));
+        // A head of another length, or none, writes nothing.
+        for head in [Some(b"HH".to_vec()), None] {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            tx.send(Piece::Part(b"x".to_vec())).await.unwrap();
+            if let Some(h) = head {
+                tx.send(Piece::Head(h)).await.unwrap();
+            }
+            drop(tx);
+            assert!(s.put_streamed("j", 1, rx).await.is_err());
+            assert_eq!(s.get("j").await.unwrap(), None);
+        }
+    }
 }
