@@ -18,7 +18,7 @@ use crate::scan::{Fields, Sink, Swallowed};
 use crate::spellings::Spellings;
 use crate::statuses::{BLOCK_MINUTES, StatusCounts};
 use rustc_hash::FxHashMap;
-use srctraffic::bucket::{DayBucket, MINUTES, Rollup, StatusHour};
+use srctraffic::bucket::{DayBucket, MINUTES, StatusHour};
 use srctraffic::segment::Cell;
 use srctraffic::{Day, DomainName};
 use std::convert::Infallible;
@@ -604,8 +604,8 @@ impl Aggregator {
         })
     }
 
-    /// The totals as encoded segment cells (without the five-minute rollup, which compaction
-    /// adds), sorted by (day, domain), without holding every bucket at once.
+    /// The totals as encoded segment cells, sorted by (day, domain), without holding every
+    /// bucket at once.
     pub fn into_encoded(self) -> Vec<Cell> {
         self.map_cells(|b, hours| encode_cell(b, hours))
     }
@@ -633,11 +633,11 @@ impl Aggregator {
     }
 }
 
-/// A built cell as a segment holds it: without the rollup.
+/// A built cell as a segment holds it.
 fn encode_cell(b: &DayBucket, hours: &[StatusHour]) -> Cell {
     Cell {
         day: b.day,
-        body: b.encode_with_hours(hours, Rollup::Without),
+        body: b.encode_with_hours(hours),
         domain: b.domain.clone(),
     }
 }
@@ -987,15 +987,7 @@ mod tests {
         again.add(&name("b.com"), 1440 * 2 + 3, 5);
         again.add(&name("a.com"), 1440 * 2 + 700, 6);
         again.add(&name("a.com"), 1440 + 1, 1);
-        // The same cells, without the rollup (compaction adds it).
-        let lean = again.into_encoded();
-        assert_eq!(lean.len(), encoded.len());
-        for (l, e) in lean.iter().zip(&encoded) {
-            assert_eq!((l.day, &l.domain), (e.day, &e.domain));
-            let decoded = DayBucket::decode(&l.body).unwrap();
-            assert_eq!(decoded, DayBucket::decode(&e.body).unwrap());
-            assert!(l.body.len() < e.body.len());
-        }
+        assert_eq!(again.into_encoded(), encoded);
         let order: Vec<(i32, String)> = encoded
             .iter()
             .map(|c| (c.day.0, c.domain.to_string()))

@@ -57,16 +57,6 @@ pub const VERSION: u16 = 3;
 /// Minutes in a bucket.
 pub const MINUTES: usize = 1440;
 
-/// Whether an encoded bucket carries the five-minute rollup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rollup {
-    /// A base bucket: a query at five minutes or more reads a fifth of the rows.
-    With,
-    /// A run's cell in a segment, read only until a compaction folds it into a base bucket
-    /// (which has the rollup): a quarter smaller to write, and a query sums its minutes.
-    Without,
-}
-
 /// The identity of one batch run, random per run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId(pub [u8; 16]);
@@ -322,24 +312,21 @@ impl DayBucket {
         self.assemble(&sections)
     }
 
-    /// Encodes as [`DayBucket::encode`] does, byte for byte (with [`Rollup::With`]), with the
-    /// status counts given as hour rows in place of `self.statuses` (which is not read): each
-    /// code's column is written straight from its rows, with no list of single counts to
-    /// build, sort and regroup (the batch holds its counts so). Rows may come in any order, and
-    /// rows of the same (code, hour) are summed; rows past hour 23 are left out.
-    pub fn encode_with_hours(&self, hours: &[StatusHour], rollup: Rollup) -> Vec<u8> {
+    /// Encodes as [`DayBucket::encode`] does, byte for byte, with the status counts given as
+    /// hour rows in place of `self.statuses` (which is not read): each code's column is written
+    /// straight from its rows, with no list of single counts to build, sort and regroup (the
+    /// batch holds its counts so). Rows may come in any order, and rows of the same
+    /// (code, hour) are summed; rows past hour 23 are left out.
+    pub fn encode_with_hours(&self, hours: &[StatusHour]) -> Vec<u8> {
         let mut sections: [Vec<u8>; SECTIONS] = Default::default();
         let [five_rows, five_statuses, rows, statuses] = &mut sections;
-        let with = rollup == Rollup::With;
-        let five_fits = encode_status_hours(hours, statuses, with.then_some(&mut *five_statuses));
-        if with {
-            match self.five_minute_rows() {
-                Some([bytes, requests, https]) if five_fits => {
-                    encode_rows(five_rows, &bytes, &requests, &https);
-                }
-                // As in `encode`: a five-minute total past 2^64 - 1 leaves the whole rollup out.
-                _ => five_statuses.clear(),
+        let five_fits = encode_status_hours(hours, statuses, five_statuses);
+        match self.five_minute_rows() {
+            Some([bytes, requests, https]) if five_fits => {
+                encode_rows(five_rows, &bytes, &requests, &https);
             }
+            // As in `encode`: a five-minute total past 2^64 - 1 leaves the whole rollup out.
+            _ => five_statuses.clear(),
         }
         encode_rows(rows, &self.minutes[..], &self.requests[..], &self.https[..]);
         self.assemble(&sections)
@@ -1062,22 +1049,12 @@ struct HourColumn {
 }
 
 /// Appends hour rows as version-3 status sections, laid out as [`encode_statuses`] lays them
-/// out: by the minute to `minutes`, and by five minutes to `fives` if given; both in one walk
-/// of the rows. `false` when a five-minute sum passes 2^64 - 1 (then `fives` is to be thrown
-/// away).
-fn encode_status_hours(
-    hours: &[StatusHour],
-    minutes: &mut Vec<u8>,
-    fives: Option<&mut Vec<u8>>,
-) -> bool {
-    let rollup = fives.is_some();
+/// out: by the minute to `minutes`, and by five minutes to `fives`; both in one walk of the
+/// rows. `false` when a five-minute sum passes 2^64 - 1 (then `fives` is to be thrown away).
+fn encode_status_hours(hours: &[StatusHour], minutes: &mut Vec<u8>, fives: &mut Vec<u8>) -> bool {
     let mut entries = [
         Vec::with_capacity(hours.len() * 4 * HOUR_MINUTES),
-        Vec::with_capacity(if rollup {
-            hours.len() * HOUR_MINUTES
-        } else {
-            0
-        }),
+        Vec::with_capacity(hours.len() * HOUR_MINUTES),
     ];
     let mut columns: Vec<HourColumn> = Vec::new();
     let mut next = [0u64; 2];
@@ -1113,7 +1090,7 @@ fn encode_status_hours(
             column.n[0] += 1;
         }
         for (u, five) in counts.chunks_exact(5).enumerate() {
-            if !rollup || held >> (5 * u) & 0x1f == 0 {
+            if held >> (5 * u) & 0x1f == 0 {
                 continue;
             }
             let Some(count) = five.iter().try_fold(0u64, |a, &b| a.checked_add(b)) else {
@@ -1130,8 +1107,7 @@ fn encode_status_hours(
         }
         column.end = [entries[0].len(), entries[1].len()];
     });
-    for (k, out) in [Some(minutes), fives].into_iter().enumerate() {
-        let Some(out) = out else { continue };
+    for (k, out) in [minutes, fives].into_iter().enumerate() {
         let held = columns.iter().filter(|c| c.n[k] > 0);
         put_varint(out, held.clone().count() as u64);
         for c in held {
@@ -1807,14 +1783,7 @@ mod tests {
             }
             let mut with_hours = b.clone();
             with_hours.statuses.clear();
-            prop_assert_eq!(&with_hours.encode_with_hours(&hours, Rollup::With), &enc);
-            // Without the rollup: the same bucket, and walks by five minutes sum the minutes.
-            let lean = with_hours.encode_with_hours(&hours, Rollup::Without);
-            prop_assert!(lean.len() <= enc.len());
-            prop_assert_eq!(DayBucket::decode(&lean).unwrap(), b.clone());
-            let p = DayBucket::parse(&lean).unwrap();
-            let (rows, codes) = walk(&p, Grain::Minute);
-            prop_assert_eq!(walk(&p, Grain::FiveMinutes), (by_block(&rows), by_block(&codes)));
+            prop_assert_eq!(&with_hours.encode_with_hours(&hours), &enc);
             prop_assert_eq!(&DayBucket::statuses_of_hours(&hours), &b.statuses);
             prop_assert_eq!(DayBucket::decode(&enc).unwrap(), b.clone());
             // The rollup (or, past 2^64 - 1, the minutes in its place) sums to the minutes.
