@@ -433,14 +433,16 @@ impl Aggregator {
     /// domain) to come, in that order. The workers take cells in order from a shared counter,
     /// so few results wait for an earlier one. The first error from `each` stops the work; the
     /// consumer comes back with the outcome.
-    fn for_each_cell<T: Send, S, E>(
+    fn for_each_cell<T: Send, S: Send, E: Send>(
         self,
         f: impl Fn(&mut DayBucket, &mut Vec<StatusHour>) -> T + Sync + Send,
         start: impl FnOnce(&[(Day, &DomainName)]) -> S,
-        mut each: impl FnMut(&mut S, T) -> Result<(), E>,
+        each: impl FnMut(&mut S, T) -> Result<(), E> + Send,
     ) -> (S, Result<(), E>) {
         use rayon::prelude::*;
+        use std::collections::BTreeMap;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+        use std::sync::{Mutex, PoisonError};
         let (names, keys) = (&self.names, &self.keys);
         let mut order: Vec<u32> = (0..keys.len() as u32).collect();
         let day_of = |b: u32| keys[b as usize].1.div_euclid(BLOCKS_PER_DAY);
@@ -466,15 +468,19 @@ impl Aggregator {
                 (Day(day_of(c[0]) as i32), &names[id as usize])
             })
             .collect();
-        let mut consumer = start(&planned);
         let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, T)>();
-        let mut result = Ok(());
-        let (me, cells, f, next, stop) = (&self, &cells, &f, &next, &stop);
-        // The calling thread takes the results in; the pool's threads build the cells.
-        rayon::in_place_scope(|scope| {
+        let order = Mutex::new(InOrder {
+            consumer: start(&planned),
+            each,
+            waiting: BTreeMap::new(),
+            want: 0,
+            result: Ok(()),
+        });
+        let (me, cells, f, next, stop, order_ref) = (&self, &cells, &f, &next, &stop, &order);
+        // Whichever worker makes the cell the consumer waits for hands it over, with any
+        // made after it: no thread wakes per cell.
+        rayon::scope(|scope| {
             for _ in 0..rayon::current_num_threads() {
-                let tx = tx.clone();
                 scope.spawn(move |_| {
                     // Each worker's bucket is filled again for each of its cells, rather than
                     // three arrays of a day's minutes allocated, faulted in and freed per cell.
@@ -483,28 +489,17 @@ impl Aggregator {
                         let i = next.fetch_add(1, Relaxed);
                         let Some(cell) = cells.get(i) else { break };
                         let b = me.fill(cell, &mut bucket, &mut hours);
-                        if tx.send((i, f(b, &mut hours))).is_err() {
-                            break;
+                        let t = f(b, &mut hours);
+                        let mut o = order_ref.lock().unwrap_or_else(PoisonError::into_inner);
+                        if !o.take(i, t) {
+                            stop.store(true, Relaxed);
                         }
                     }
                 });
             }
-            drop(tx);
-            let mut waiting = std::collections::BTreeMap::new();
-            let mut want = 0;
-            'results: for (i, t) in &rx {
-                waiting.insert(i, t);
-                while let Some(t) = waiting.remove(&want) {
-                    want += 1;
-                    if let Err(e) = each(&mut consumer, t) {
-                        result = Err(e);
-                        stop.store(true, Relaxed);
-                        break 'results;
-                    }
-                }
-            }
         });
-        (consumer, result)
+        let o = order.into_inner().unwrap_or_else(PoisonError::into_inner);
+        (o.consumer, o.result)
     }
 
     /// Fills the worker's bucket (made on its first cell) and hour rows with the blocks of
@@ -614,10 +609,10 @@ impl Aggregator {
     /// handed to `each` with the consumer `start` made (told every (day, domain) to come, in
     /// order) as soon as it and those before it are encoded. The first error from `each` stops
     /// the work; the consumer comes back with the outcome.
-    pub fn encode_each<S, E>(
+    pub fn encode_each<S: Send, E: Send>(
         self,
         start: impl FnOnce(&[(Day, &DomainName)]) -> S,
-        each: impl FnMut(&mut S, Cell) -> Result<(), E>,
+        each: impl FnMut(&mut S, Cell) -> Result<(), E> + Send,
     ) -> (S, Result<(), E>) {
         self.for_each_cell(|b, hours| encode_cell(b, hours), start, each)
     }
@@ -630,6 +625,35 @@ impl Aggregator {
     /// Number of distinct domains seen.
     pub fn domain_count(&self) -> usize {
         self.names.len()
+    }
+}
+
+/// Results made out of order, handed to their consumer in order.
+struct InOrder<S, F, T, E> {
+    consumer: S,
+    each: F,
+    waiting: std::collections::BTreeMap<usize, T>,
+    /// The index the consumer waits for.
+    want: usize,
+    result: Result<(), E>,
+}
+
+impl<S, F: FnMut(&mut S, T) -> Result<(), E>, T, E> InOrder<S, F, T, E> {
+    /// Takes result `i`, and hands over every result now in order; `false` once the consumer
+    /// has failed (the work stops).
+    fn take(&mut self, i: usize, t: T) -> bool {
+        if self.result.is_err() {
+            return false;
+        }
+        self.waiting.insert(i, t);
+        while let Some(t) = self.waiting.remove(&self.want) {
+            self.want += 1;
+            if let Err(e) = (self.each)(&mut self.consumer, t) {
+                self.result = Err(e);
+                return false;
+            }
+        }
+        true
     }
 }
 

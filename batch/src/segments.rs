@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 
 /// Pieces a day's writer may have waiting: enough to keep the disk busy, few enough that a
 /// slow store holds the encoding back rather than letting memory grow.
-const WAITING: usize = 64;
+const WAITING: usize = 8;
+/// Cells handed over at once: the store's writer wakes once for these, not once a cell.
+const BATCH: usize = 32;
 
 /// The segments of a run being written.
 pub struct Segments {
@@ -31,6 +33,8 @@ struct DayWriter {
     /// Every domain the plan promised, in order, and the lengths of the cells given so far.
     domains: Vec<DomainName>,
     sizes: Vec<usize>,
+    /// Cells not handed over yet.
+    batch: Vec<Vec<u8>>,
     key: String,
     tx: Option<mpsc::Sender<Piece>>,
     task: JoinHandle<Result<(), StoreError>>,
@@ -62,6 +66,7 @@ impl Segments {
                 DayWriter {
                     day,
                     sizes: Vec::with_capacity(domains.len()),
+                    batch: Vec::with_capacity(BATCH),
                     domains,
                     key,
                     tx: Some(tx),
@@ -96,9 +101,13 @@ impl Segments {
             return Err(Stopped);
         }
         w.sizes.push(cell.body.len());
+        w.batch.push(cell.body);
+        if w.batch.len() < BATCH && w.sizes.len() < w.domains.len() {
+            return Ok(());
+        }
         let tx = w.tx.as_ref().ok_or(Stopped)?;
-        tx.blocking_send(Piece::Part(cell.body))
-            .map_err(|_| Stopped)
+        let batch = std::mem::replace(&mut w.batch, Vec::with_capacity(BATCH));
+        tx.blocking_send(Piece::Parts(batch)).map_err(|_| Stopped)
     }
 
     /// Sends each segment's head, once every planned cell has come, and waits for each to be
@@ -177,11 +186,10 @@ pub async fn write_all(
             .map(|c| (&c.domain, c.body.len()))
             .collect();
         let head = segment::head(day, &sizes);
-        let (tx, rx) = mpsc::channel(day_cells.len() + 1);
-        for c in day_cells {
-            tx.try_send(Piece::Part(c.body.clone()))
-                .map_err(|_| CommitError::Store(StoreError::Unavailable("channel full".into())))?;
-        }
+        let (tx, rx) = mpsc::channel(2);
+        let parts = day_cells.iter().map(|c| c.body.clone()).collect();
+        tx.try_send(Piece::Parts(parts))
+            .map_err(|_| CommitError::Store(StoreError::Unavailable("channel full".into())))?;
         let head_len = head.len();
         tx.try_send(Piece::Head(head))
             .map_err(|_| CommitError::Store(StoreError::Unavailable("channel full".into())))?;

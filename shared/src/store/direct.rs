@@ -180,7 +180,11 @@ impl Filler {
         self.advance(head_len, None)?;
         loop {
             match next() {
-                Some(Piece::Part(p)) => self.advance(p.len(), Some(&p))?,
+                Some(Piece::Parts(parts)) => {
+                    for p in parts {
+                        self.advance(p.len(), Some(&p))?;
+                    }
+                }
                 Some(Piece::Head(h)) if h.len() == head_len => return self.finish(&h),
                 Some(Piece::Head(h)) => {
                     return Err(io::Error::new(
@@ -299,7 +303,7 @@ mod tests {
             let mut pieces = parts
                 .iter()
                 .cloned()
-                .map(Piece::Part)
+                .map(|p| Piece::Parts(vec![p]))
                 .chain([Piece::Head(head.clone())]);
             let path = dir.path().join(format!("f{i}"));
             write_streamed(&path, head_len, || pieces.next()).unwrap();
@@ -316,10 +320,10 @@ mod tests {
     fn pieces_that_end_early_or_a_head_of_another_length_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut pieces = [Piece::Part(vec![1; 3 * CHUNK])].into_iter();
+        let mut pieces = [Piece::Parts(vec![vec![1; 3 * CHUNK]])].into_iter();
         let e = write_streamed(&path, 10, || pieces.next()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let mut pieces = [Piece::Part(vec![1; 5]), Piece::Head(vec![0; 9])].into_iter();
+        let mut pieces = [Piece::Parts(vec![vec![1; 5]]), Piece::Head(vec![0; 9])].into_iter();
         let e = write_streamed(&path, 10, || pieces.next()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }

@@ -726,7 +726,7 @@ mod tests {
                 async move { s.put_streamed(key, 4, rx).await }
             });
             for p in &parts {
-                tx.send(Piece::Part(p.clone())).await.unwrap();
+                tx.send(Piece::Parts(vec![p.clone()])).await.unwrap();
                 // Until its head comes, readers see the old object.
                 assert_eq!(s.get(key).await.unwrap(), Some(b"old".to_vec()));
             }
@@ -738,7 +738,7 @@ mod tests {
         }
         // Pieces that stop before the head leave the old object and no temporary file.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(Piece::Part(vec![1; 10])).await.unwrap();
+        tx.send(Piece::Parts(vec![vec![1; 10]])).await.unwrap();
         drop(tx);
         assert!(s.put_streamed("seg/small", 4, rx).await.is_err());
         assert_eq!(s.get("seg/small").await.unwrap().unwrap().len(), 12);

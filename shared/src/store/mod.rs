@@ -103,8 +103,9 @@ impl StoreError {
 /// A piece of an object written with [`Store::put_streamed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
-    /// The next bytes after those before.
-    Part(Vec<u8>),
+    /// The next parts, in order, after those before: handed over a few at a time, so that
+    /// the writer wakes once for many.
+    Parts(Vec<Vec<u8>>),
     /// The object's first bytes, made last (a head that indexes the parts): the last piece.
     Head(Vec<u8>),
 }
@@ -242,7 +243,7 @@ pub trait Store: Send + Sync + Debug {
         let mut parts = Vec::new();
         while let Some(piece) = pieces.recv().await {
             match piece {
-                Piece::Part(p) => parts.push(p),
+                Piece::Parts(p) => parts.extend(p),
                 Piece::Head(head) => {
                     check_head(key, head_len, &head)?;
                     let mut bytes = head;
@@ -313,7 +314,7 @@ mod tests {
         let s = MemoryStore::default();
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         for p in [&b"ab"[..], b"", b"cd"] {
-            tx.send(Piece::Part(p.to_vec())).await.unwrap();
+            tx.send(Piece::Parts(vec![p.to_vec()])).await.unwrap();
         }
         tx.send(Piece::Head(b"H".to_vec())).await.unwrap();
         s.put_streamed("k", 1, rx).await.unwrap();
@@ -321,7 +322,7 @@ mod tests {
         // A head of another length, or none, writes nothing.
         for head in [Some(b"HH".to_vec()), None] {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
-            tx.send(Piece::Part(b"x".to_vec())).await.unwrap();
+            tx.send(Piece::Parts(vec![b"x".to_vec()])).await.unwrap();
             if let Some(h) = head {
                 tx.send(Piece::Head(h)).await.unwrap();
             }
