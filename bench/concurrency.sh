@@ -42,7 +42,17 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=bench-key AWS_S
 for _ in $(seq 50); do [ -s "$OUT/s3.log" ] && break; sleep 0.1; done
 
 RESULTS="$OUT/results.txt"; : > "$RESULTS"
-s3_requests() { sleep 1.2; cat "$OUT/s3stats.json" 2>/dev/null || echo '{}'; }
+# The server rewrites its stats file as requests come: a read may catch it empty, so read again.
+s3_requests() {
+  sleep 1.2
+  local s
+  for _ in 1 2 3 4 5; do
+    s=$(cat "$OUT/s3stats.json" 2>/dev/null || true)
+    case "$s" in "{"*"}") echo "$s"; return ;; esac
+    sleep 0.2
+  done
+  echo '{}'
+}
 # measure NAME STORE CMD...: runs CMD, checks the store against the truth, records the time.
 measure() {
   local name=$1 store=$2; shift 2

@@ -293,20 +293,35 @@ pub fn is_gzip(path: &Path) -> io::Result<bool> {
 /// The input's identity: its size and the 128-bit XXH3 of its bytes. Content, not name, so a
 /// renamed or copied file is still the same input.
 pub fn identity(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
+    let f = File::open(path)?;
+    let size = f.metadata()?.len();
     let mut h = Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    if size > 0 {
+        let len = usize::try_from(size).map_err(|_| io::Error::other("file larger than memory"))?;
+        // Hashed from the page cache where it lies: reading it into a buffer first copied
+        // every byte (a sixth of the machine's time with 24 one-file runs at once).
+        // SAFETY: a read-only private mapping; log files are complete and unchanged while the
+        // batch reads them (the read phase maps them the same way).
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&f)? };
+        for (i, window) in map.chunks(HASH_WINDOW).enumerate() {
+            h.update(window);
+            // SAFETY: private, read-only, never written: a dropped page touched again reads
+            // back the same bytes, and no slice of the passed range is alive. An economy that
+            // keeps a big file's pages from counting as the process's memory.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    0,
+                    ((i + 1) * HASH_WINDOW).min(len) & !4095,
+                )
+            };
         }
-        size += n as u64;
-        h.update(&buf[..n]);
     }
     Ok(identity_of(size, &h))
 }
+
+/// Bytes hashed between two hand-backs of the pages behind.
+const HASH_WINDOW: usize = 8 << 20;
 
 /// The identity of a file of `size` bytes, all of them fed to `h` in order.
 pub fn identity_of(size: u64, h: &Xxh3) -> String {
