@@ -5,8 +5,9 @@
 //! (`flock`) on a fixed set of lock stripes under `.locks/`, so the file count stays bounded and
 //! lock files never need deleting. Readers take no lock: a rename is atomic. A large batch of
 //! writes shares one flush of the file system (`syncfs`), which is what makes writing thousands
-//! of buckets cheap; a few files are flushed each on its own. A large object written from parts
-//! (a run's segment) goes to disk around the page cache (see [`super::direct`]).
+//! of buckets cheap; a few files are flushed each on its own. An object written as it is made
+//! (a run's segment, [`Store::put_streamed`]) goes to disk around the page cache (see
+//! [`super::direct`]).
 
 use super::{Piece, Precondition, ReadInline, Store, StoreError, Version, Versioned, direct, keys};
 use async_trait::async_trait;
