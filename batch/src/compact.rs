@@ -27,6 +27,7 @@ use srctraffic::store::manifest::{self, Manifest, Published};
 use srctraffic::store::{Precondition, Store, StoreError, keys};
 use srctraffic::{Day, DomainName};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
 use std::time::Duration;
 
 /// By default a day's level is merged once it holds this many segments.
@@ -231,30 +232,100 @@ async fn compact_day(
     result
 }
 
-/// Reads segments whole and checks their day; `None` if one is gone (taken by a concurrent
-/// compaction after the manifest was read).
+/// A published segment as read: its key, its bytes and its index, checked.
+struct Read {
+    key: String,
+    index: segment::Index,
+    bytes: Vec<u8>,
+}
+
+/// Each domain's cells across segments, in domain order: for each, the segment (an index
+/// into the list read) and where in it the cell lies; a domain's cells in publication order.
+type Cells<'a> = Vec<DomainCells<'a>>;
+
+/// One domain's cells: see [`Cells`].
+type DomainCells<'a> = (&'a DomainName, Vec<(usize, Range<usize>)>);
+
+/// Reads a day's segments, with each index checked; `None` if one is gone because another
+/// process compacted it meanwhile. The cells stay encoded: a day can hold many segments of
+/// thousands of cells, and a decoded cell is 34 KB.
 async fn read_segments(
     store: &dyn Store,
     day: Day,
     entries: &[Published],
-) -> Result<Option<Vec<Vec<DayBucket>>>, CommitError> {
+) -> Result<Option<Vec<Read>>, CommitError> {
     let keys_: Vec<String> = entries.iter().map(Published::key).collect();
     let mut out = Vec::with_capacity(entries.len());
-    for (key, body) in keys_.iter().zip(store.get_many(&keys_).await?) {
-        let Some(body) = body else {
+    let bodies = store.get_many(&keys_).await?;
+    for (key, body) in keys_.into_iter().zip(bodies) {
+        let Some(bytes) = body else {
             let (now, _) = manifest::read(store).await?;
-            if now.segments.iter().any(|q| q.key() == *key) {
-                return Err(corrupt(key, "published segment is missing"));
+            if now.segments.iter().any(|q| q.key() == key) {
+                return Err(corrupt(&key, "published segment is missing"));
             }
             return Ok(None);
         };
-        let (seg_day, cells) = segment::decode_all(&body).map_err(|e| corrupt(key, e))?;
-        if seg_day != day {
-            return Err(corrupt(key, format!("holds day {seg_day}, not {day}")));
+        let index = segment::Index::parse(&bytes).map_err(|e| corrupt(&key, e))?;
+        let data_start = segment::Index::needed(&bytes).map_err(|e| corrupt(&key, e))?;
+        if index.end(data_start) != bytes.len() as u64 {
+            return Err(corrupt(&key, "length differs from its index"));
         }
-        out.push(cells);
+        if index.day != day {
+            return Err(corrupt(&key, format!("holds day {}, not {day}", index.day)));
+        }
+        out.push(Read { key, index, bytes });
     }
     Ok(Some(out))
+}
+
+/// The cells of `segments` grouped by domain (see [`Cells`]).
+fn by_domain(segments: &[Read]) -> Cells<'_> {
+    let mut groups: BTreeMap<&DomainName, Vec<(usize, Range<usize>)>> = BTreeMap::new();
+    for (i, s) in segments.iter().enumerate() {
+        for (domain, r) in s.index.cells() {
+            // The index was checked against the segment's length: its ranges fit in memory.
+            groups
+                .entry(domain)
+                .or_default()
+                .push((i, r.start as usize..r.end as usize));
+        }
+    }
+    groups.into_iter().collect()
+}
+
+/// Decodes one cell of a segment read.
+fn decode_cell(
+    s: &Read,
+    at: &Range<usize>,
+    domain: &DomainName,
+    day: Day,
+) -> Result<DayBucket, CommitError> {
+    let bytes = s.bytes.get(at.clone()).unwrap_or_default();
+    DayBucket::decode_for(bytes, domain, day).map_err(|e| corrupt(&s.key, e))
+}
+
+/// The sum of each domain's cells, encoded, in domain order. Domains are summed in
+/// parallel, each from its first cell decoded and the others added as parsed, so that no more
+/// than one whole bucket per thread is held at once.
+fn sum_cells(segments: &[Read], cells: &Cells<'_>, day: Day) -> Result<Vec<Vec<u8>>, CommitError> {
+    use rayon::prelude::*;
+    cells
+        .par_iter()
+        .map(|(domain, at)| {
+            let Some(((first, first_at), rest)) = at.split_first() else {
+                return Ok(DayBucket::new((*domain).clone(), day).encode());
+            };
+            let mut sum = decode_cell(&segments[*first], first_at, domain, day)?;
+            for (i, r) in rest {
+                let s = &segments[*i];
+                let bytes = s.bytes.get(r.clone()).unwrap_or_default();
+                DayBucket::parse_for(bytes, domain, day)
+                    .and_then(|p| sum.add_parsed(&p))
+                    .map_err(|e| corrupt(&s.key, e))?;
+            }
+            Ok(sum.encode())
+        })
+        .collect()
 }
 
 /// Each object once, in publication order.
@@ -284,17 +355,8 @@ async fn merge(
     let Some(parts) = read_segments(store, day, &picked).await? else {
         return Ok(Compacted::default());
     };
-    let mut sums: BTreeMap<DomainName, DayBucket> = BTreeMap::new();
-    for cells in parts {
-        for c in cells {
-            match sums.get_mut(&c.domain) {
-                Some(sum) => sum.add(&c).map_err(|e| corrupt(&picked[0].key(), e))?,
-                None => {
-                    sums.insert(c.domain.clone(), c);
-                }
-            }
-        }
-    }
+    let cells = by_domain(&parts);
+    let bodies = sum_cells(&parts, &cells, day)?;
     let mut runs = BTreeSet::new();
     for p in &picked {
         let rs = p
@@ -302,7 +364,6 @@ async fn merge(
             .ok_or_else(|| corrupt(manifest::KEY, format!("bad run ids in {}", p.key())))?;
         runs.extend(rs.into_iter().map(|r| r.to_string()));
     }
-    let cells: Vec<DayBucket> = sums.into_values().collect();
     let merged = Published {
         seq: picked.iter().map(|p| p.seq).max().unwrap_or(0),
         run: format!("{MERGED}{}", RunId::random()),
@@ -313,9 +374,18 @@ async fn merge(
         folding: false,
     };
     let key = merged.key();
-    store
-        .put(&key, segment::encode(day, &cells), Precondition::Absent)
-        .await?;
+    let sizes: Vec<(&DomainName, usize)> = cells
+        .iter()
+        .zip(&bodies)
+        .map(|((d, _), b)| (*d, b.len()))
+        .collect();
+    let mut body = segment::head(day, &sizes);
+    body.reserve_exact(bodies.iter().map(Vec::len).sum());
+    for b in &bodies {
+        body.extend_from_slice(b);
+    }
+    drop(bodies);
+    store.put(&key, body, Precondition::Absent).await?;
     failpoint::hit("merge-written");
     let gone: HashSet<String> = picked.iter().map(Published::key).collect();
     let replaced = manifest::update::<CommitError>(store, |m| {
@@ -373,23 +443,18 @@ async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError>
     let Some(parts) = read_segments(store, day, &work).await? else {
         return Ok(Compacted::default());
     };
-    // Each domain's cells, with the runs and sequence number that published them.
-    let mut by_domain: BTreeMap<DomainName, Vec<(Vec<RunId>, u64, DayBucket)>> = BTreeMap::new();
-    for (p, cells) in work.iter().zip(parts) {
+    // The runs and sequence number that published each segment.
+    let mut published = Vec::with_capacity(work.len());
+    for p in &work {
         let runs = p
             .runs()
             .ok_or_else(|| corrupt(manifest::KEY, format!("bad run ids in {}", p.key())))?;
-        for c in cells {
-            by_domain
-                .entry(c.domain.clone())
-                .or_default()
-                .push((runs.clone(), p.seq, c));
-        }
+        published.push((runs, p.seq));
     }
-    let domains: Vec<_> = by_domain.into_iter().collect();
+    let cells = by_domain(&parts);
     let mut written = 0;
-    for batch in domains.chunks(BATCH) {
-        written += fold_batch(store, day, batch).await?;
+    for batch in cells.chunks(BATCH) {
+        written += fold_batch(store, day, &parts, &published, batch).await?;
         failpoint::hit("compact-fold");
     }
     let gone: HashSet<String> = work.iter().map(Published::key).collect();
@@ -411,15 +476,15 @@ async fn fold_day(store: &dyn Store, day: Day) -> Result<Compacted, CommitError>
     })
 }
 
-type DomainCells = (DomainName, Vec<(Vec<RunId>, u64, DayBucket)>);
-
 /// Folds each domain's cells into its base bucket; retries a bucket that changed meanwhile.
 async fn fold_batch(
     store: &dyn Store,
     day: Day,
-    batch: &[DomainCells],
+    segments: &[Read],
+    published: &[(Vec<RunId>, u64)],
+    batch: &[DomainCells<'_>],
 ) -> Result<usize, CommitError> {
-    let mut pending: Vec<&DomainCells> = batch.iter().collect();
+    let mut pending: Vec<_> = batch.iter().collect();
     let mut written = 0;
     let mut attempt = 0u32;
     while !pending.is_empty() {
@@ -430,16 +495,20 @@ async fn fold_batch(
         for ((entry, key), cur) in pending.iter().zip(keys_).zip(current) {
             let (domain, cells) = *entry;
             let (mut bucket, when) = match cur {
-                None => (DayBucket::new(domain.clone(), day), Precondition::Absent),
+                None => (DayBucket::new((*domain).clone(), day), Precondition::Absent),
                 Some(v) => (
                     DayBucket::decode_for(&v.bytes, domain, day).map_err(|e| corrupt(&key, e))?,
                     Precondition::Matches(v.version),
                 ),
             };
             let mut changed = false;
-            for (runs, seq, cell) in cells {
+            for (i, at) in cells {
+                // Decoded as it is folded (and again on a retry): a batch's cells are not
+                // held whole.
+                let cell = decode_cell(&segments[*i], at, domain, day)?;
+                let (runs, seq) = &published[*i];
                 changed |= bucket
-                    .fold_runs(runs, *seq, cell)
+                    .fold_runs(runs, *seq, &cell)
                     .map_err(|e| corrupt(&key, e))?;
             }
             if changed {
@@ -467,4 +536,80 @@ async fn fold_batch(
 /// Whether a segment id (see `keys::parse_segment`) is a merge's (not a run's own).
 pub fn is_merged(id: &str) -> bool {
     id.starts_with(MERGED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srctraffic::bucket::StatusCount;
+
+    fn cell(domain: &str, minute: usize, n: u64) -> DayBucket {
+        let mut b = DayBucket::new(DomainName::parse(domain).unwrap(), Day(4));
+        b.minutes[minute] = 100 * n;
+        b.requests[minute] = n;
+        b.https[minute] = 10 * n;
+        b.statuses = vec![StatusCount {
+            minute: minute as u16,
+            code: 200 + n as u16 % 3,
+            count: n,
+        }];
+        b
+    }
+
+    fn read(key: &str, cells: &[DayBucket]) -> Read {
+        let bytes = segment::encode(Day(4), cells);
+        Read {
+            key: key.into(),
+            index: segment::Index::parse(&bytes).unwrap(),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn cells_summed_by_domain_equal_the_decoded_cells_added() {
+        let segs = [
+            vec![cell("a.com", 5, 1), cell("b.com", 5, 2)],
+            vec![cell("b.com", 5, 3), cell("c.com", 70, 4)],
+            vec![cell("a.com", 6, 5), cell("b.com", 1439, 6)],
+        ];
+        let reads: Vec<Read> = segs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| read(&format!("s{i}"), c))
+            .collect();
+        let cells = by_domain(&reads);
+        let bodies = sum_cells(&reads, &cells, Day(4)).unwrap();
+        let mut want: BTreeMap<DomainName, DayBucket> = BTreeMap::new();
+        for c in segs.iter().flatten() {
+            match want.get_mut(&c.domain) {
+                Some(sum) => sum.add(c).unwrap(),
+                None => {
+                    want.insert(c.domain.clone(), c.clone());
+                }
+            }
+        }
+        let got: Vec<DayBucket> = bodies
+            .iter()
+            .map(|b| DayBucket::decode(b).unwrap())
+            .collect();
+        assert_eq!(got, want.into_values().collect::<Vec<_>>());
+        assert_eq!(
+            cells
+                .iter()
+                .map(|(d, at)| (d.as_str(), at.len()))
+                .collect::<Vec<_>>(),
+            [("a.com", 2), ("b.com", 3), ("c.com", 1)]
+        );
+    }
+
+    #[test]
+    fn a_damaged_cell_fails_the_sum_naming_its_segment() {
+        let mut damaged = read("s1", &[cell("a.com", 5, 1), cell("b.com", 9, 2)]);
+        let last = damaged.bytes.len() - 1;
+        damaged.bytes[last] ^= 1;
+        let reads = [read("s0", &[cell("b.com", 9, 1)]), damaged];
+        let cells = by_domain(&reads);
+        let err = sum_cells(&reads, &cells, Day(4)).unwrap_err().to_string();
+        assert!(err.contains("s1"), "{err}");
+    }
 }

@@ -179,21 +179,28 @@ pub async fn write_all(
 ) -> Result<Vec<SegmentRef>, CommitError> {
     let mut refs = Vec::new();
     let mut writes = Vec::new();
-    for day_cells in cells.chunk_by(|a, b| a.day == b.day) {
-        let day = day_cells[0].day;
+    let mut cells = cells.into_iter().peekable();
+    while let Some(first) = cells.next() {
+        let day = first.day;
+        let mut day_cells = vec![first];
+        while let Some(c) = cells.next_if(|c| c.day == day) {
+            day_cells.push(c);
+        }
         let sizes: Vec<(&DomainName, usize)> = day_cells
             .iter()
             .map(|c| (&c.domain, c.body.len()))
             .collect();
         let head = segment::head(day, &sizes);
-        let (tx, rx) = mpsc::channel(2);
-        let parts = day_cells.iter().map(|c| c.body.clone()).collect();
-        tx.try_send(Piece::Parts(parts))
-            .map_err(|_| CommitError::Store(StoreError::Unavailable("channel full".into())))?;
         let head_len = head.len();
-        tx.try_send(Piece::Head(head))
-            .map_err(|_| CommitError::Store(StoreError::Unavailable("channel full".into())))?;
         let r = reference(day, day_cells.len());
+        let parts = day_cells.into_iter().map(|c| c.body).collect();
+        // Room for both pieces: the write reads them once it is awaited below.
+        let (tx, rx) = mpsc::channel(2);
+        for piece in [Piece::Parts(parts), Piece::Head(head)] {
+            tx.try_send(piece).map_err(|_| {
+                CommitError::Store(StoreError::Unavailable("segment channel refused".into()))
+            })?;
+        }
         let key = r.key(run);
         writes.push(async move { store.put_streamed(&key, head_len, rx).await });
         refs.push(r);

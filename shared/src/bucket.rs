@@ -152,20 +152,11 @@ pub struct DayBucket {
     pub statuses: Vec<StatusCount>,
 }
 
-/// Adds `b` into `a` minute by minute, or changes nothing and names the first minute past
-/// 2^64 - 1.
-fn add_minutes(a: &mut [u64; MINUTES], b: &[u64; MINUTES]) -> Result<(), BucketError> {
-    if let Some(i) = a
-        .iter()
+/// The first minute at which `a + b` would pass 2^64 - 1.
+fn first_overflow(a: &[u64; MINUTES], b: &[u64; MINUTES]) -> Option<usize> {
+    a.iter()
         .zip(b)
         .position(|(x, y)| x.checked_add(*y).is_none())
-    {
-        return Err(BucketError::Overflow(i));
-    }
-    for (x, y) in a.iter_mut().zip(b) {
-        *x += *y;
-    }
-    Ok(())
 }
 
 /// Merges two sorted status lists, adding the counts of equal (minute, code).
@@ -220,21 +211,56 @@ impl DayBucket {
     /// Adds another bucket's measures (not its runs) into this one: all or nothing, an error
     /// if some total would pass 2^64 - 1.
     pub fn add(&mut self, other: &DayBucket) -> Result<(), BucketError> {
-        let mut minutes = self.minutes.clone();
-        let mut requests = self.requests.clone();
-        let mut https = self.https.clone();
-        add_minutes(&mut minutes, &other.minutes)?;
-        add_minutes(&mut requests, &other.requests)?;
-        add_minutes(&mut https, &other.https)?;
-        let statuses = if other.statuses.is_empty() {
-            std::mem::take(&mut self.statuses)
-        } else {
-            merge_statuses(&self.statuses, &other.statuses)?
-        };
-        self.minutes = minutes;
-        self.requests = requests;
-        self.https = https;
-        self.statuses = statuses;
+        // Checked before anything changes, so that an error leaves the bucket as it was.
+        for (a, b) in [
+            (&self.minutes, &other.minutes),
+            (&self.requests, &other.requests),
+            (&self.https, &other.https),
+        ] {
+            if let Some(at) = first_overflow(a, b) {
+                return Err(BucketError::Overflow(at));
+            }
+        }
+        if !other.statuses.is_empty() {
+            self.statuses = merge_statuses(&self.statuses, &other.statuses)?;
+        }
+        for (a, b) in [
+            (&mut self.minutes, &other.minutes),
+            (&mut self.requests, &other.requests),
+            (&mut self.https, &other.https),
+        ] {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += *y;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a parsed bucket's measures (not its runs) into this one, as [`DayBucket::add`]
+    /// does with a decoded one, without filling a whole bucket first: a merge of many small
+    /// cells into one sum touches only the minutes they hold. All or nothing. The rollup is
+    /// not read (the sum's own is made when it is encoded).
+    pub fn add_parsed(&mut self, other: &Parsed<'_>) -> Result<(), BucketError> {
+        let mut rows = Vec::new();
+        let statuses = other.rows(|m, bytes, requests, https| {
+            rows.push((m, bytes, requests, https));
+        })?;
+        for &(m, bytes, requests, https) in &rows {
+            let fits = self.minutes[m].checked_add(bytes).is_some()
+                && self.requests[m].checked_add(requests).is_some()
+                && self.https[m].checked_add(https).is_some();
+            if !fits {
+                return Err(BucketError::Overflow(m));
+            }
+        }
+        if !statuses.is_empty() {
+            self.statuses = merge_statuses(&self.statuses, &statuses)?;
+        }
+        for (m, bytes, requests, https) in rows {
+            self.minutes[m] += bytes;
+            self.requests[m] += requests;
+            self.https[m] += https;
+        }
         Ok(())
     }
 
@@ -1797,6 +1823,45 @@ mod tests {
             seen.sort();
             let want: Vec<StatusCount> = b.statuses.iter().filter(|s| usize::from(s.minute) <= last).copied().collect();
             prop_assert_eq!(seen, want);
+        }
+
+        /// Adding a cell as parsed does what adding it decoded does, for every version, and
+        /// a sum past 2^64 - 1 fails the same way and changes nothing.
+        #[test]
+        fn adding_parsed_equals_adding_decoded(
+            base in proptest::collection::vec((0usize..MINUTES, 0u64..4, 0u64..4, 0u64..4), 0..40),
+            cell in proptest::collection::vec((0usize..MINUTES, any::<u64>(), 0u64..4, 0u64..4), 0..40),
+            base_codes in proptest::collection::btree_map((0u16..1440, 200u16..205), 1u64..9, 0..20),
+            cell_codes in proptest::collection::btree_map((0u16..1440, 200u16..205), 1u64..9, 0..20),
+            small in any::<bool>(),
+        ) {
+            let d = DomainName::parse("a.com").unwrap();
+            let make = |rows: &[(usize, u64, u64, u64)], codes: &std::collections::BTreeMap<(u16, u16), u64>, shift: u32| {
+                let mut b = DayBucket::new(d.clone(), Day(2));
+                for &(m, x, y, z) in rows {
+                    (b.minutes[m], b.requests[m], b.https[m]) = (x >> shift, y, z);
+                }
+                b.statuses = codes.iter().map(|(&(minute, code), &count)| StatusCount { minute, code, count }).collect();
+                b
+            };
+            let mut a = make(&base, &base_codes, 0);
+            // Large base totals so that some sums pass 2^64 - 1, unless `small`.
+            for m in a.minutes.iter_mut().filter(|m| **m > 0) {
+                *m += u64::MAX - 3;
+            }
+            let c = make(&cell, &cell_codes, if small { 40 } else { 0 });
+            let enc = c.encode();
+            for version in [3u16, 2] {
+                let bytes = if version == 3 { enc.clone() } else { encode_v2(&c) };
+                let parsed = DayBucket::parse(&bytes).unwrap();
+                let (mut x, mut y) = (a.clone(), a.clone());
+                let (rx, ry) = (x.add(&c), y.add_parsed(&parsed));
+                prop_assert_eq!(&rx, &ry);
+                prop_assert_eq!(&x, &y);
+                if rx.is_err() {
+                    prop_assert_eq!(&y, &a);
+                }
+            }
         }
 
         #[test]

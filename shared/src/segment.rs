@@ -79,20 +79,13 @@ pub fn encode(day: Day, cells: &[DayBucket]) -> Vec<u8> {
     let mut order: Vec<&DayBucket> = cells.iter().collect();
     order.sort_by(|a, b| a.domain.cmp(&b.domain));
     let bodies: Vec<Vec<u8>> = order.iter().map(|c| c.encode()).collect();
-    let encoded: Vec<(&DomainName, &[u8])> = order
+    let sizes: Vec<(&DomainName, usize)> = order
         .iter()
         .zip(&bodies)
-        .map(|(c, b)| (&c.domain, b.as_slice()))
+        .map(|(c, b)| (&c.domain, b.len()))
         .collect();
-    assemble(day, &encoded)
-}
-
-/// Assembles a segment from cells already encoded (so a caller may encode them in parallel),
-/// each with its domain, sorted by domain.
-pub fn assemble(day: Day, encoded: &[(&DomainName, &[u8])]) -> Vec<u8> {
-    let sizes: Vec<(&DomainName, usize)> = encoded.iter().map(|(d, b)| (*d, b.len())).collect();
     let mut out = head(day, &sizes);
-    for (_, body) in encoded {
+    for body in &bodies {
         out.extend_from_slice(body);
     }
     out
@@ -220,6 +213,11 @@ impl Index {
     /// The domains held, sorted.
     pub fn domains(&self) -> impl Iterator<Item = &DomainName> {
         self.entries.iter().map(|(d, _)| d)
+    }
+
+    /// Each cell held: its domain and where it lies, sorted by domain.
+    pub fn cells(&self) -> impl Iterator<Item = (&DomainName, Range<u64>)> {
+        self.entries.iter().map(|(d, r)| (d, r.clone()))
     }
 
     /// The first domain held, if any.
