@@ -181,7 +181,7 @@ impl LineFormat for Nginx {
         for (k, piece) in pieces.iter().enumerate() {
             match piece {
                 Piece::Text(t) => {
-                    if !line[at..].starts_with(t) {
+                    if !super::swar::starts_with(&line[at..], t) {
                         return Line::Bad(Reason::FormatMismatch);
                     }
                     at += t.len();

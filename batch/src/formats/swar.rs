@@ -50,6 +50,25 @@ pub fn find(b: &[u8], c: u8) -> Option<usize> {
     b[base..].iter().position(|&x| x == c).map(|i| base + i)
 }
 
+/// Whether `b` starts with `text`: for a text of up to eight bytes (what lies between a log's
+/// fields) one masked word compare where `b` has eight bytes left, not a call to memcmp (a
+/// twelfth of an nginx run's samples went to that call).
+#[inline]
+pub fn starts_with(b: &[u8], text: &[u8]) -> bool {
+    let n = text.len();
+    match b.get(..8) {
+        Some(w) if n <= 8 => {
+            let mask = if n == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            };
+            word(w) & mask == word(text)
+        }
+        _ => b.starts_with(text),
+    }
+}
+
 /// Where `text` (not empty) first is in `b`: its first byte found by [`find`], the rest
 /// compared. The texts between a log's fields are a byte or a few, too short to pay for the
 /// searcher `memmem::find` builds on every call.
@@ -59,7 +78,7 @@ pub fn find_text(b: &[u8], text: &[u8]) -> Option<usize> {
     let mut from = 0;
     loop {
         let at = from + find(&b[from..], first)?;
-        if b[at + 1..].starts_with(rest) {
+        if starts_with(&b[at + 1..], rest) {
             return Some(at);
         }
         from = at + 1;
@@ -138,8 +157,12 @@ mod tests {
         #[test]
         fn finds_agree_with_a_plain_search(
             b in prop::collection::vec(prop_oneof![Just(b' '), Just(b'"'), any::<u8>()], 0..70),
-            text in prop::collection::vec(prop_oneof![Just(b' '), Just(b'"'), any::<u8>()], 1..4),
+            text in prop::collection::vec(prop_oneof![Just(b' '), Just(b'"'), any::<u8>()], 1..12),
         ) {
+            for i in 0..=b.len() {
+                prop_assert_eq!(starts_with(&b[i..], &text), b[i..].starts_with(&text));
+                prop_assert_eq!(starts_with(&b[i..], &text[1..]), b[i..].starts_with(&text[1..]));
+            }
             prop_assert_eq!(find(&b, text[0]), b.iter().position(|&x| x == text[0]));
             prop_assert_eq!(find_text(&b, &text), b.windows(text.len()).position(|w| w == &text[..]));
         }
