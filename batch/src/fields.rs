@@ -119,6 +119,9 @@ fn digits(b: &[u8]) -> Option<i64> {
 pub struct TimeParser {
     date: [u8; 10],
     day: i64,
+    /// The last common-log date (`10/Dec/2019`) read, and its day.
+    clf_date: [u8; 11],
+    clf_day: i64,
 }
 
 impl TimeParser {
@@ -128,7 +131,10 @@ impl TimeParser {
         if b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[13] == b':' && b[16] == b':' {
             return self.rfc3339(b);
         }
-        if b.first().is_some_and(u8::is_ascii_digit) && b.iter().all(u8::is_ascii_digit) {
+        // One pass over the leading digits tells Unix times from the rest, without a search
+        // for the dot (a call into memchr on every line).
+        let lead = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        if lead > 0 && lead == b.len() {
             let n = digits(b)?;
             return match b.len() {
                 19 => Some(n.div_euclid(60_000_000_000)),
@@ -138,13 +144,12 @@ impl TimeParser {
             };
         }
         // Unix seconds with a fraction (nginx's `$msec`, JSON logs): the whole seconds decide.
-        if let Some(dot) = memchr::memchr(b'.', b)
-            && (1..=12).contains(&dot)
-            && b[..dot].iter().all(u8::is_ascii_digit)
-            && dot + 1 < b.len()
-            && b[dot + 1..].iter().all(u8::is_ascii_digit)
+        if (1..=12).contains(&lead)
+            && b[lead] == b'.'
+            && lead + 1 < b.len()
+            && b[lead + 1..].iter().all(u8::is_ascii_digit)
         {
-            return Some(digits(&b[..dot])?.div_euclid(60));
+            return Some(digits(&b[..lead])?.div_euclid(60));
         }
         self.common_log(b)
     }
@@ -241,18 +246,7 @@ impl TimeParser {
         {
             return None;
         }
-        const MONTHS: [&[u8; 3]; 12] = [
-            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-            b"Dec",
-        ];
-        let m = MONTHS
-            .iter()
-            .position(|name| name.eq_ignore_ascii_case(&b[3..6]))? as u32
-            + 1;
-        let (d, y) = (digits(&b[0..2])? as u32, digits(&b[7..11])?);
-        if d == 0 || d > days_in_month(y, m) {
-            return None;
-        }
+        let day = self.common_log_day(&b[..11])?;
         let (h, mi, s) = (
             digits(&b[12..14])?,
             digits(&b[15..17])?,
@@ -262,7 +256,30 @@ impl TimeParser {
             return None;
         }
         let offset = offset_minutes(b[21], digits(&b[22..24])?, digits(&b[24..26])?)?;
-        Some(days_from_civil(y, m, d) * 1440 + h * 60 + mi - offset)
+        Some(day * 1440 + h * 60 + mi - offset)
+    }
+
+    /// The day of a common-log date (`10/Dec/2019`), remembered from the line before.
+    fn common_log_day(&mut self, date: &[u8]) -> Option<i64> {
+        let date: &[u8; 11] = date.try_into().ok()?;
+        if *date == self.clf_date {
+            return Some(self.clf_day);
+        }
+        const MONTHS: [&[u8; 3]; 12] = [
+            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+            b"Dec",
+        ];
+        let m = MONTHS
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(&date[3..6]))? as u32
+            + 1;
+        let (d, y) = (digits(&date[0..2])? as u32, digits(&date[7..11])?);
+        if d == 0 || d > days_in_month(y, m) {
+            return None;
+        }
+        self.clf_day = days_from_civil(y, m, d);
+        self.clf_date = *date;
+        Some(self.clf_day)
     }
 }
 
@@ -376,6 +393,23 @@ mod tests {
             let _ = parse_bytes(&b);
             let _ = domain(&b);
             let _ = unquote(&b);
+        }
+
+        /// One parser over many lines (the date it remembers changing or not): common-log
+        /// times in any offset and Unix seconds with a fraction land where chrono puts them.
+        #[test]
+        fn common_log_and_unix_times_match_chrono_line_after_line(
+            times in proptest::collection::vec((0i64..4_102_444_800, -14i32 * 60..=14 * 60), 1..20),
+        ) {
+            let mut p = TimeParser::default();
+            for (secs, offset) in times {
+                let tz = chrono::FixedOffset::east_opt(offset * 60).unwrap();
+                let t = chrono::DateTime::from_timestamp(secs, 0).unwrap().with_timezone(&tz);
+                let clf = t.format("%d/%b/%Y:%H:%M:%S %z").to_string();
+                prop_assert_eq!(p.minute(clf.as_bytes()), Some(secs.div_euclid(60)), "{}", clf);
+                let msec = format!("{secs}.123");
+                prop_assert_eq!(p.minute(msec.as_bytes()), Some(secs.div_euclid(60)));
+            }
         }
 
         #[test]
