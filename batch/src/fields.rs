@@ -99,6 +99,15 @@ fn offset_minutes(sign: u8, hours: i64, minutes: i64) -> Option<i64> {
     }
 }
 
+/// The minute of the day of an hour, minute and second in digits (a leap second allowed).
+fn clock(hours: &[u8], minutes: &[u8], seconds: &[u8]) -> Option<i64> {
+    let (h, m, s) = (digits(hours)?, digits(minutes)?, digits(seconds)?);
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
 /// Without ASCII blanks at either end.
 pub fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()
@@ -178,15 +187,7 @@ impl TimeParser {
         let day = self.day_of(trim(date))?;
         match trim(time) {
             [h1, h2, b':', m1, m2, b':', s1, s2, ..] => {
-                let (h, mi, s) = (
-                    digits(&[*h1, *h2])?,
-                    digits(&[*m1, *m2])?,
-                    digits(&[*s1, *s2])?,
-                );
-                if h > 23 || mi > 59 || s > 60 {
-                    return None;
-                }
-                Some(day * 1440 + h * 60 + mi)
+                Some(day * 1440 + clock(&[*h1, *h2], &[*m1, *m2], &[*s1, *s2])?)
             }
             _ => None,
         }
@@ -198,14 +199,7 @@ impl TimeParser {
             return None;
         }
         let day = self.day_of(&b[..10])?;
-        let (h, mi, s) = (
-            digits(&b[11..13])?,
-            digits(&b[14..16])?,
-            digits(&b[17..19])?,
-        );
-        if h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
+        let minute = clock(&b[11..13], &b[14..16], &b[17..19])?;
         let mut rest = &b[19..];
         if let [b'.', frac @ ..] = rest {
             let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -221,7 +215,7 @@ impl TimeParser {
             }
             _ => return None,
         };
-        Some(day * 1440 + h * 60 + mi - offset)
+        Some(day * 1440 + minute - offset)
     }
 
     /// The common log format: `10/Dec/2019:20:00:13 +0800`, brackets optional.
@@ -247,16 +241,9 @@ impl TimeParser {
             return None;
         }
         let day = self.common_log_day(&b[..11])?;
-        let (h, mi, s) = (
-            digits(&b[12..14])?,
-            digits(&b[15..17])?,
-            digits(&b[18..20])?,
-        );
-        if h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
+        let minute = clock(&b[12..14], &b[15..17], &b[18..20])?;
         let offset = offset_minutes(b[21], digits(&b[22..24])?, digits(&b[24..26])?)?;
-        Some(day * 1440 + h * 60 + mi - offset)
+        Some(day * 1440 + minute - offset)
     }
 
     /// The day of a common-log date (`10/Dec/2019`), remembered from the line before.
