@@ -1845,7 +1845,8 @@ mod tests {
                 b
             };
             let mut a = make(&base, &base_codes, 0);
-            // Large base totals so that some sums pass 2^64 - 1, unless `small`.
+            // Base totals within 3 of 2^64 - 1: a cell's bytes meeting one mostly pass it
+            // (`small` keeps them under 2^24, so that some sums still fit).
             for m in a.minutes.iter_mut().filter(|m| **m > 0) {
                 *m += u64::MAX - 3;
             }
