@@ -293,15 +293,21 @@ fn by_domain(segments: &[Read]) -> Cells<'_> {
     groups.into_iter().collect()
 }
 
-/// Decodes one cell of a segment read.
-fn decode_cell(
-    s: &Read,
-    at: &Range<usize>,
-    domain: &DomainName,
-    day: Day,
-) -> Result<DayBucket, CommitError> {
-    let bytes = s.bytes.get(at.clone()).unwrap_or_default();
-    DayBucket::decode_for(bytes, domain, day).map_err(|e| corrupt(&s.key, e))
+impl Read {
+    /// The bytes of the cell at `at` (empty, so that a decode fails, if the range is off).
+    fn cell(&self, at: &Range<usize>) -> &[u8] {
+        self.bytes.get(at.clone()).unwrap_or_default()
+    }
+
+    /// Decodes the cell of `domain` at `at`.
+    fn decode(
+        &self,
+        at: &Range<usize>,
+        domain: &DomainName,
+        day: Day,
+    ) -> Result<DayBucket, CommitError> {
+        DayBucket::decode_for(self.cell(at), domain, day).map_err(|e| corrupt(&self.key, e))
+    }
 }
 
 /// The sum of each domain's cells, encoded, in domain order. Domains are summed in
@@ -315,11 +321,10 @@ fn sum_cells(segments: &[Read], cells: &Cells<'_>, day: Day) -> Result<Vec<Vec<u
             let Some(((first, first_at), rest)) = at.split_first() else {
                 return Ok(DayBucket::new((*domain).clone(), day).encode());
             };
-            let mut sum = decode_cell(&segments[*first], first_at, domain, day)?;
+            let mut sum = segments[*first].decode(first_at, domain, day)?;
             for (i, r) in rest {
                 let s = &segments[*i];
-                let bytes = s.bytes.get(r.clone()).unwrap_or_default();
-                DayBucket::parse_for(bytes, domain, day)
+                DayBucket::parse_for(s.cell(r), domain, day)
                     .and_then(|p| sum.add_parsed(&p))
                     .map_err(|e| corrupt(&s.key, e))?;
             }
@@ -505,7 +510,7 @@ async fn fold_batch(
             for (i, at) in cells {
                 // Decoded as it is folded (and again on a retry): a batch's cells are not
                 // held whole.
-                let cell = decode_cell(&segments[*i], at, domain, day)?;
+                let cell = segments[*i].decode(at, domain, day)?;
                 let (runs, seq) = &published[*i];
                 changed |= bucket
                     .fold_runs(runs, *seq, &cell)

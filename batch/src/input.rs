@@ -311,8 +311,10 @@ pub fn identity(path: &Path) -> io::Result<String> {
             let _ = unsafe {
                 map.unchecked_advise_range(
                     memmap2::UncheckedAdvice::DontNeed,
-                    0,
-                    ((i + 1) * HASH_WINDOW).min(len) & !4095,
+                    // Windows are whole pages: from the window's start, the pages behind
+                    // were handed back already.
+                    i * HASH_WINDOW,
+                    (((i + 1) * HASH_WINDOW).min(len) & !4095) - i * HASH_WINDOW,
                 )
             };
         }
@@ -331,6 +333,22 @@ pub fn identity_of(size: u64, h: &Xxh3) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_several_hash_windows_hashes_as_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.csv");
+        let bytes: Vec<u8> = (0..2 * HASH_WINDOW + 5_000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut h = Xxh3::new();
+        h.update(&bytes);
+        assert_eq!(
+            identity(&path).unwrap(),
+            identity_of(bytes.len() as u64, &h)
+        );
+    }
 
     #[test]
     fn directories_give_their_logs_and_identity_follows_content() {
