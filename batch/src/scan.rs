@@ -319,26 +319,8 @@ fn masks_at<const AVX2: bool>(buf: &[u8], at: usize) -> (u64, u64, u64) {
 #[target_feature(enable = "avx2")]
 #[inline]
 fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64, u64) {
-    use std::arch::x86_64::*;
-    let (c, q, n) = (
-        _mm256_set1_epi8(b',' as i8),
-        _mm256_set1_epi8(b'"' as i8),
-        _mm256_set1_epi8(b'\n' as i8),
-    );
-    // SAFETY: `block` holds 64 bytes, so 32 at 0 and 32 at 32 are in bounds; loadu has no
-    // alignment requirement.
-    let (lo, hi) = unsafe {
-        (
-            _mm256_loadu_si256(block.as_ptr() as *const __m256i),
-            _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i),
-        )
-    };
-    let m = |x| {
-        let l = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, x)) as u32;
-        let h = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, x)) as u32;
-        u64::from(l) | u64::from(h) << 32
-    };
-    (m(c), m(q), m(n))
+    let [c, q, n] = crate::formats::marks::equal_avx2(block, [b',', b'"', b'\n']);
+    (c, q, n)
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -7,6 +7,7 @@
 pub mod alibaba;
 pub mod cloudfront;
 pub mod json;
+pub mod marks;
 pub mod nginx;
 pub mod swar;
 

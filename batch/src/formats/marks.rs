@@ -1,0 +1,129 @@
+//! Where a byte is in a line, one bit per byte, 64 bytes to a word, built 32 bytes an
+//! instruction with AVX2. A reader then finds each next quote or tab of the line with a shift
+//! and a trailing-zero count instead of a search per field or string, whose set-up and
+//! mispredicted exits cost more than the search itself on fields of a few to a few dozen bytes.
+//!
+//! Only where the CPU has AVX2 (a [`Marker`] exists only there); elsewhere the readers search
+//! eight bytes at a time ([`super::swar`]), as they do for lines the marks cannot serve.
+
+/// Proof that the CPU has AVX2: [`Marker::new`] gives one only there.
+#[derive(Debug, Clone, Copy)]
+pub struct Marker(());
+
+impl Marker {
+    /// A marker where this CPU has AVX2, `None` elsewhere.
+    pub fn new() -> Option<Marker> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(Marker(()));
+        }
+        None
+    }
+
+    /// Fills `out` with where `mark` is in `line` (bit `i % 64` of word `i / 64` for byte
+    /// `i`; no bit past the line's end) and says whether `other` is anywhere in it.
+    #[inline]
+    pub fn mark(self, line: &[u8], mark: u8, other: u8, out: &mut Vec<u64>) -> bool {
+        out.clear();
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: a `Marker` exists only where the CPU has AVX2 (`Marker::new`).
+            unsafe { mark_avx2(line, mark, other, out) }
+        }
+        // No `Marker` is made here; says "seen" so that a caller would search instead.
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (line, mark, other);
+            true
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn mark_avx2(line: &[u8], mark: u8, other: u8, out: &mut Vec<u64>) -> bool {
+    let mut seen = 0u64;
+    let mut blocks = line.chunks_exact(64);
+    for block in &mut blocks {
+        let [a, b] = equal_avx2(block.try_into().unwrap_or(&[0; 64]), [mark, other]);
+        out.push(a);
+        seen |= b;
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut pad = [0u8; 64];
+        pad[..rest.len()].copy_from_slice(rest);
+        // The padding's bits are not the line's (whatever bytes are asked for).
+        let live = (1u64 << rest.len()) - 1;
+        let [a, b] = equal_avx2(&pad, [mark, other]);
+        out.push(a & live);
+        seen |= b & live;
+    }
+    seen != 0
+}
+
+/// For each of `bytes`, which of the 64 bytes of `block` equal it, one bit each (bit `i` for
+/// byte `i`).
+///
+/// # Safety
+/// Only where the CPU has AVX2: called from functions compiled for AVX2 (which may only run
+/// there), it needs no `unsafe`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub fn equal_avx2<const N: usize>(block: &[u8; 64], bytes: [u8; N]) -> [u64; N] {
+    use std::arch::x86_64::*;
+    // SAFETY: `block` holds 64 bytes, so 32 at 0 and 32 at 32 are in bounds; loadu has no
+    // alignment requirement.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i),
+        )
+    };
+    bytes.map(|b| {
+        let x = _mm256_set1_epi8(b as i8);
+        let l = _mm256_movemask_epi8(_mm256_cmpeq_epi8(lo, x)) as u32;
+        let h = _mm256_movemask_epi8(_mm256_cmpeq_epi8(hi, x)) as u32;
+        u64::from(l) | u64::from(h) << 32
+    })
+}
+
+/// The first marked byte at or after `from`.
+#[inline]
+pub fn next(marks: &[u64], from: usize) -> Option<usize> {
+    let mut k = from / 64;
+    let mut w = *marks.get(k)? & (u64::MAX << (from % 64));
+    while w == 0 {
+        k += 1;
+        w = *marks.get(k)?;
+    }
+    Some(k * 64 + w.trailing_zeros() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The marks are where the byte is, the other byte is found anywhere, and every next
+        /// mark is the next one a plain search finds.
+        #[test]
+        fn marks_are_where_the_bytes_are(
+            line in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(0u8), any::<u8>()], 0..300),
+            mark in prop_oneof![Just(b'"'), Just(0u8), any::<u8>()],
+            other in prop_oneof![Just(b'\\'), Just(0u8), any::<u8>()],
+        ) {
+            let Some(marker) = Marker::new() else { return Ok(()) };
+            let mut out = vec![7];
+            let seen = marker.mark(&line, mark, other, &mut out);
+            prop_assert_eq!(seen, line.contains(&other));
+            prop_assert_eq!(out.len(), line.len().div_ceil(64));
+            for from in 0..=line.len() + 70 {
+                let plain = line.get(from..).and_then(|r| r.iter().position(|&b| b == mark)).map(|p| from + p);
+                prop_assert_eq!(next(&out, from), plain);
+            }
+        }
+    }
+}
