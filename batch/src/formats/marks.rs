@@ -101,6 +101,19 @@ pub fn next(marks: &[u64], from: usize) -> Option<usize> {
     Some(k * 64 + w.trailing_zeros() as usize)
 }
 
+/// Every marked byte, in order.
+#[inline]
+pub fn all(marks: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    marks.iter().enumerate().flat_map(|(k, &w)| {
+        let mut m = w;
+        std::iter::from_fn(move || {
+            let at = (m != 0).then(|| k * 64 + m.trailing_zeros() as usize);
+            m &= m.wrapping_sub(1);
+            at
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +133,8 @@ mod tests {
             let seen = marker.mark(&line, mark, other, &mut out);
             prop_assert_eq!(seen, line.contains(&other));
             prop_assert_eq!(out.len(), line.len().div_ceil(64));
+            let every: Vec<usize> = (0..line.len()).filter(|&i| line[i] == mark).collect();
+            prop_assert_eq!(all(&out).collect::<Vec<_>>(), every);
             for from in 0..=line.len() + 70 {
                 let plain = line.get(from..).and_then(|r| r.iter().position(|&b| b == mark)).map(|p| from + p);
                 prop_assert_eq!(next(&out, from), plain);

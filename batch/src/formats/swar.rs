@@ -85,17 +85,44 @@ pub fn find_text(b: &[u8], text: &[u8]) -> Option<usize> {
     }
 }
 
-/// The fields at positions `picks` (ascending, no repeats) of a line whose fields `sep`
-/// separates, into `out` in the same order, without looking past the last one picked; `false`
-/// if the line has too few fields for it.
+/// Where `sep` is in `line`, in order, found eight bytes at a time.
+pub fn separators(line: &[u8], sep: u8) -> impl Iterator<Item = usize> + '_ {
+    let words = line.chunks_exact(8);
+    let tail = words.remainder();
+    let tail_at = line.len() - tail.len();
+    words
+        .enumerate()
+        .flat_map(move |(k, w)| {
+            let mut m = equal(word(w), sep);
+            std::iter::from_fn(move || {
+                let at = (m != 0).then(|| k * 8 + (m.trailing_zeros() / 8) as usize);
+                m &= m.wrapping_sub(1);
+                at
+            })
+        })
+        .chain(
+            tail.iter()
+                .enumerate()
+                .filter(move |&(_, &b)| b == sep)
+                .map(move |(i, _)| tail_at + i),
+        )
+}
+
+/// The fields at positions `picks` (ascending, no repeats) of a line whose field separators
+/// are at `separators` (ascending), into `out` in the same order, without looking past the
+/// last one picked; `false` if the line has too few fields for it.
 #[inline]
-pub fn pick_fields<'a>(line: &'a [u8], sep: u8, picks: &[usize], out: &mut [&'a [u8]]) -> bool {
+pub fn pick_fields<'a>(
+    line: &'a [u8],
+    separators: impl Iterator<Item = usize>,
+    picks: &[usize],
+    out: &mut [&'a [u8]],
+) -> bool {
     let Some(&last) = picks.last() else {
         return true;
     };
     let (mut field, mut start, mut k) = (0usize, 0usize, 0usize);
-    // At each separator; `true` once the last field picked is in.
-    let mut separator = |at: usize| {
+    for at in separators {
         if field == picks[k] {
             out[k] = &line[start..at];
             if field == last {
@@ -105,23 +132,6 @@ pub fn pick_fields<'a>(line: &'a [u8], sep: u8, picks: &[usize], out: &mut [&'a 
         }
         field += 1;
         start = at + 1;
-        false
-    };
-    let mut base = 0;
-    while let Some(w) = line.get(base..base + 8) {
-        let mut m = equal(word(w), sep);
-        while m != 0 {
-            if separator(base + (m.trailing_zeros() / 8) as usize) {
-                return true;
-            }
-            m &= m - 1;
-        }
-        base += 8;
-    }
-    for (i, &b) in line[base..].iter().enumerate() {
-        if b == sep && separator(base + i) {
-            return true;
-        }
     }
     // The last field runs to the end of the line.
     if field == last {
@@ -176,7 +186,7 @@ mod tests {
             let picks: Vec<usize> = picks.into_iter().collect();
             let split: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
             let mut out = vec![&b""[..]; picks.len()];
-            let ok = pick_fields(&line, b'\t', &picks, &mut out);
+            let ok = pick_fields(&line, separators(&line, b'\t'), &picks, &mut out);
             let enough = picks.last().is_none_or(|&l| l < split.len());
             prop_assert_eq!(ok, enough);
             if ok {
