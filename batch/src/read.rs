@@ -108,7 +108,7 @@ enum ChunkKind {
 /// What reads a chunk.
 enum Reader {
     Csv(Columns),
-    Lines(Box<dyn formats::LineFormat>, TimeParser),
+    Lines(Box<dyn lines::Feed>, TimeParser),
 }
 
 enum Task {
@@ -670,7 +670,7 @@ fn read_chunk(
         let end = match &mut reader {
             Reader::Csv(cols) => scan::scan(&map[at..to], cols, max, eof, 0, agg),
             Reader::Lines(format, time) => {
-                let fed = lines::feed(format.as_mut(), time, &map[at..to], eof, 0, max, agg);
+                let fed = format.feed(time, &map[at..to], eof, 0, max, agg);
                 scan::ScanEnd {
                     consumed: fed.consumed,
                     lines: fed.lines,
@@ -930,7 +930,7 @@ fn read_stream(
 /// being held.
 fn line_stream(
     agg: &mut Aggregator,
-    mut format: Box<dyn formats::LineFormat>,
+    mut format: Box<dyn lines::Feed>,
     dec: &mut dyn Read,
     buf: &mut [u8],
     mut filled: usize,
@@ -959,15 +959,7 @@ fn line_stream(
             }
         }
         if skipping.is_none() {
-            let fed = lines::feed(
-                format.as_mut(),
-                &mut time,
-                &buf[..filled],
-                eof,
-                line,
-                max,
-                agg,
-            );
+            let fed = format.feed(&mut time, &buf[..filled], eof, line, max, agg);
             line += fed.lines;
             if eof {
                 return Ok(line - 1);
