@@ -25,29 +25,44 @@ impl Marker {
     #[inline]
     pub fn mark(self, line: &[u8], mark: u8, other: u8, out: &mut Vec<u64>) -> bool {
         out.clear();
+        let mut seen = 0;
+        self.blocks(line, [mark, other], |[a, b]| {
+            out.push(a);
+            seen |= b;
+        });
+        seen != 0
+    }
+
+    /// Fills `out` with where any of `set` is in `line`, as [`Marker::mark`] does.
+    #[inline]
+    pub fn mark_any(self, line: &[u8], set: [u8; 4], out: &mut Vec<u64>) {
+        out.clear();
+        self.blocks(line, set, |m| out.push(m[0] | m[1] | m[2] | m[3]));
+    }
+
+    /// Gives `each` the masks of `bytes` for every 64 bytes of `line` in order, the last
+    /// block's cut at the line's end.
+    #[inline]
+    fn blocks<const N: usize>(self, line: &[u8], bytes: [u8; N], each: impl FnMut([u64; N])) {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: a `Marker` exists only where the CPU has AVX2 (`Marker::new`).
-            unsafe { mark_avx2(line, mark, other, out) }
+            unsafe { blocks_avx2(line, bytes, each) }
         }
-        // No `Marker` is made here; says "seen" so that a caller would search instead.
+        // No `Marker` is made here.
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (line, mark, other);
-            true
+            let _ = (line, bytes, each);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn mark_avx2(line: &[u8], mark: u8, other: u8, out: &mut Vec<u64>) -> bool {
-    let mut seen = 0u64;
+fn blocks_avx2<const N: usize>(line: &[u8], bytes: [u8; N], mut each: impl FnMut([u64; N])) {
     let mut blocks = line.chunks_exact(64);
     for block in &mut blocks {
-        let [a, b] = equal_avx2(block.try_into().unwrap_or(&[0; 64]), [mark, other]);
-        out.push(a);
-        seen |= b;
+        each(equal_avx2(block.try_into().unwrap_or(&[0; 64]), bytes));
     }
     let rest = blocks.remainder();
     if !rest.is_empty() {
@@ -55,11 +70,8 @@ fn mark_avx2(line: &[u8], mark: u8, other: u8, out: &mut Vec<u64>) -> bool {
         pad[..rest.len()].copy_from_slice(rest);
         // The padding's bits are not the line's (whatever bytes are asked for).
         let live = (1u64 << rest.len()) - 1;
-        let [a, b] = equal_avx2(&pad, [mark, other]);
-        out.push(a & live);
-        seen |= b & live;
+        each(equal_avx2(&pad, bytes).map(|m| m & live));
     }
-    seen != 0
 }
 
 /// For each of `bytes`, which of the 64 bytes of `block` equal it, one bit each (bit `i` for
@@ -139,6 +151,10 @@ mod tests {
                 let plain = line.get(from..).and_then(|r| r.iter().position(|&b| b == mark)).map(|p| from + p);
                 prop_assert_eq!(next(&out, from), plain);
             }
+            let set = [mark, other, b' ', mark];
+            marker.mark_any(&line, set, &mut out);
+            let any: Vec<usize> = (0..line.len()).filter(|&i| set.contains(&line[i])).collect();
+            prop_assert_eq!(all(&out).collect::<Vec<_>>(), any);
         }
     }
 }
