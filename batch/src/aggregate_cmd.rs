@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use srctraffic::Clock;
 use srctraffic::api::request::RETENTION_DAYS;
 use srctraffic::store::Patience;
-use srctraffic::store::Store;
+use srctraffic::store::{Store, keys};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -234,6 +234,7 @@ pub fn run(
     let mut touched = finished.days;
     touched.extend(recovered.days.iter().copied());
     compact_touched(rt, &ledger, &touched, opts, now, &mut summary);
+    sweep_leftovers(rt, store.as_ref(), &touched, &mut summary);
     phase.lap(&mut summary, "compact");
     to_cache.extend(checked.stats);
     // Only an economy: a cache that cannot be written means rehashing next time.
@@ -654,6 +655,33 @@ fn compact_touched(
             tracing::error!("compaction failed, its segments stay pending: {e}");
             summary.compaction_failed = Some(e.to_string());
         }
+    }
+}
+
+/// How long a temporary file goes untouched before a run takes it for a killed write's: a
+/// live write touches its file every few seconds, and a day leaves room for a paused one.
+const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Clears what killed writes left where runs write: the segments, the run and lease objects,
+/// and the buckets of the days this run touched (a killed run's days are the ones its inputs
+/// touch again when they are read again). The inputs' claims are left alone: one directory
+/// of small objects for the whole retention, too many to walk every run. Housekeeping: a
+/// failure is logged, not a failed run.
+fn sweep_leftovers(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    touched: &[srctraffic::Day],
+    summary: &mut Summary,
+) {
+    let mut under = vec![
+        keys::SEGMENTS.to_owned(),
+        "meta/".to_owned(),
+        crate::ledger::RUNS.to_owned(),
+    ];
+    under.extend(touched.iter().map(|d| format!("{}{d}/", keys::BUCKETS)));
+    match rt.block_on(store.sweep_leftovers(&under, LEFTOVER_AGE)) {
+        Ok(n) => summary.leftovers_removed = n,
+        Err(e) => tracing::warn!("temporary files of killed writes could not be removed: {e}"),
     }
 }
 

@@ -81,6 +81,8 @@ pub struct Summary {
     pub compacted_segments: usize,
     /// Why this run's compaction failed, if it did (its segments stay pending).
     pub compaction_failed: Option<String>,
+    /// Temporary files of writes cut off by a killed process, removed from a local store.
+    pub leftovers_removed: u64,
     /// Sealed runs of crashed processes finished first.
     pub recovered_runs: usize,
     /// Sealed runs of earlier processes that could not be finished: (run, why).
@@ -189,6 +191,13 @@ impl fmt::Display for Summary {
                 String::new()
             }
         )?;
+        if self.leftovers_removed > 0 {
+            writeln!(
+                f,
+                "           {} temporary files of killed writes removed",
+                self.leftovers_removed
+            )?;
+        }
         if !self.phases.is_empty() {
             let parts: Vec<String> = self
                 .phases

@@ -414,3 +414,40 @@ async fn follow_commits_files_as_they_land_and_stops_on_sigterm() {
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.contains("5 files committed"), "{out}");
 }
+
+#[test]
+fn a_killed_write_s_temporary_file_is_removed_by_a_run_a_day_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let good = data("good.csv");
+    assert_ok(&aggregate(&store, &[&good], &[]));
+    // What a process killed between writing a segment and renaming it leaves: unlisted and
+    // unread, and nothing else would ever remove it.
+    let days = store.join("segments/2019-12-10");
+    std::fs::create_dir_all(&days).unwrap();
+    let stale = days.join(".r-killed.seg.4242.0.tmp");
+    let live = days.join(".r-live.seg.4243.0.tmp");
+    for f in [&stale, &live] {
+        std::fs::write(f, b"half a segment").unwrap();
+    }
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let other = dir.path().join("other.csv");
+    let good_text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&other, good_text.replace(",100,", ",101,")).unwrap();
+    let out = aggregate(&store, &[&other], &[]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("1 temporary files of killed writes removed"),
+        "{text}"
+    );
+    assert!(!stale.exists());
+    // A write in progress (touched within the day) is not a leftover.
+    assert!(live.exists());
+}

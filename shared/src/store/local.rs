@@ -384,6 +384,69 @@ impl LocalStore {
         Ok(out)
     }
 
+    /// Removes the temporary files ([`LocalStore::temporary`]) under the directories of
+    /// `under` last written more than `older_than` ago: a process killed between writing one
+    /// and renaming it leaves it, unlisted and unread, for good otherwise. Only the named
+    /// directories are walked: a store keeps a directory of buckets a day for its retention.
+    fn sweep_blocking(
+        &self,
+        under: &[String],
+        older_than: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let io = |dir: &Path, source| StoreError::Io {
+            key: dir.display().to_string(),
+            source,
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        let mut stack = Vec::with_capacity(under.len());
+        for prefix in under {
+            let dir = prefix.trim_end_matches('/');
+            if !keys::is_valid(dir) {
+                return Err(StoreError::InvalidKey(prefix.clone()));
+            }
+            stack.push(self.root.join(dir));
+        }
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io(&dir, e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                if !(kind.is_file() && name.starts_with('.') && name.ends_with(".tmp")) {
+                    continue;
+                }
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if !stale {
+                    continue;
+                }
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    // Another sweep took it first.
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn delete_blocking(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let _guard = self
@@ -608,6 +671,16 @@ impl Store for LocalStore {
         let key = key.to_owned();
         self.blocking(move |s| s.delete_blocking(&key)).await
     }
+
+    async fn sweep_leftovers(
+        &self,
+        under: &[String],
+        older_than: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let under = under.to_vec();
+        self.blocking(move |s| s.sweep_blocking(&under, older_than))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -673,6 +746,54 @@ mod tests {
         s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
         s.delete("buckets/2019-12-11/a.com.bkt").await.unwrap();
         assert_eq!(s.list("buckets/").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sweep_removes_only_temporary_files_older_than_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        s.put("buckets/2019-12-10/a.com.bkt", vec![1], Precondition::None)
+            .await
+            .unwrap();
+        s.put("meta/watermark", vec![2], Precondition::None)
+            .await
+            .unwrap();
+        let old = dir.path().join("buckets/2019-12-10/.a.com.bkt.1.1.tmp");
+        let fresh = dir.path().join("meta/.watermark.2.2.tmp");
+        let hidden = dir.path().join("meta/.keep");
+        for f in [&old, &fresh, &hidden] {
+            fs::write(f, b"x").unwrap();
+        }
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        for f in [&old, &hidden] {
+            File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        let hour = std::time::Duration::from_secs(3600);
+        let all = [
+            "buckets/".to_owned(),
+            "meta".to_owned(),
+            "nothing/here/".to_owned(),
+        ];
+        // Only under the directories named.
+        assert_eq!(s.sweep_leftovers(&all[1..], hour).await.unwrap(), 0);
+        assert!(old.exists());
+        assert_eq!(s.sweep_leftovers(&all, hour).await.unwrap(), 1);
+        assert!(!old.exists());
+        assert!(fresh.exists() && hidden.exists());
+        assert_eq!(s.list("").await.unwrap().len(), 2);
+        assert_eq!(s.sweep_leftovers(&all, hour).await.unwrap(), 0);
+        let now = std::time::Duration::ZERO;
+        assert_eq!(s.sweep_leftovers(&all, now).await.unwrap(), 1);
+        assert!(!fresh.exists());
+        assert!(matches!(
+            s.sweep_leftovers(&["../x".to_owned()], now).await,
+            Err(StoreError::InvalidKey(_))
+        ));
     }
 
     #[tokio::test]

@@ -263,6 +263,19 @@ pub trait Store: Send + Sync + Debug {
 
     /// Removes an object; removing a missing one is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Removes what writes cut off half way (a killed run) left under each prefix of `under`
+    /// (`segments/`, `buckets/2019-12-10/`: a key's directories, whole), unseen by readers and
+    /// older than `older_than` (no live write goes that long without touching its file), and
+    /// says how many. A store whose writes are whole or absent (S3) has none.
+    async fn sweep_leftovers(
+        &self,
+        under: &[String],
+        older_than: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let _ = (under, older_than);
+        Ok(0)
+    }
 }
 
 /// Reads on the calling thread, into a buffer the caller keeps from read to read.
