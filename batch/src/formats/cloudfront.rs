@@ -138,7 +138,7 @@ impl LineFormat for Cloudfront {
         let picks = &c.picks[..c.n];
         let picked = match self.marker {
             Some(m) => {
-                m.mark(line, b'\t', b'\t', &mut self.tabs);
+                m.mark_one(line, b'\t', &mut self.tabs);
                 pick_fields(line, marks::all(&self.tabs), picks, &mut f)
             }
             None => pick_fields(line, separators(line, b'\t'), picks, &mut f),

@@ -33,6 +33,13 @@ impl Marker {
         seen != 0
     }
 
+    /// Fills `out` with where `mark` is in `line`, as [`Marker::mark`] does.
+    #[inline]
+    pub fn mark_one(self, line: &[u8], mark: u8, out: &mut Vec<u64>) {
+        out.clear();
+        self.blocks(line, [mark], |[m]| out.push(m));
+    }
+
     /// Fills `out` with where any of `set` is in `line`, as [`Marker::mark`] does.
     #[inline]
     pub fn mark_any(self, line: &[u8], set: [u8; 4], out: &mut Vec<u64>) {
@@ -146,11 +153,13 @@ mod tests {
             prop_assert_eq!(seen, line.contains(&other));
             prop_assert_eq!(out.len(), line.len().div_ceil(64));
             let every: Vec<usize> = (0..line.len()).filter(|&i| line[i] == mark).collect();
-            prop_assert_eq!(all(&out).collect::<Vec<_>>(), every);
+            prop_assert_eq!(all(&out).collect::<Vec<_>>(), every.clone());
             for from in 0..=line.len() + 70 {
                 let plain = line.get(from..).and_then(|r| r.iter().position(|&b| b == mark)).map(|p| from + p);
                 prop_assert_eq!(next(&out, from), plain);
             }
+            marker.mark_one(&line, mark, &mut out);
+            prop_assert_eq!(all(&out).collect::<Vec<_>>(), every);
             let set = [mark, other, b' ', mark];
             marker.mark_any(&line, set, &mut out);
             let any: Vec<usize> = (0..line.len()).filter(|&i| set.contains(&line[i])).collect();
