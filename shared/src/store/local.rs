@@ -764,13 +764,14 @@ mod tests {
         for f in [&old, &fresh, &hidden] {
             fs::write(f, b"x").unwrap();
         }
-        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
-        for f in [&old, &hidden] {
+        // Times set, not waited for: "fresh" is ten minutes old, the others a day.
+        let ago = |secs| std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        for (f, age) in [(&old, 86_400), (&hidden, 86_400), (&fresh, 600)] {
             File::options()
                 .write(true)
                 .open(f)
                 .unwrap()
-                .set_modified(day_ago)
+                .set_modified(ago(age))
                 .unwrap();
         }
         let hour = std::time::Duration::from_secs(3600);
@@ -787,11 +788,11 @@ mod tests {
         assert!(fresh.exists() && hidden.exists());
         assert_eq!(s.list("").await.unwrap().len(), 2);
         assert_eq!(s.sweep_leftovers(&all, hour).await.unwrap(), 0);
-        let now = std::time::Duration::ZERO;
-        assert_eq!(s.sweep_leftovers(&all, now).await.unwrap(), 1);
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(s.sweep_leftovers(&all, minute).await.unwrap(), 1);
         assert!(!fresh.exists());
         assert!(matches!(
-            s.sweep_leftovers(&["../x".to_owned()], now).await,
+            s.sweep_leftovers(&["../x".to_owned()], minute).await,
             Err(StoreError::InvalidKey(_))
         ));
     }
