@@ -188,31 +188,28 @@ struct Steps {
     vars: Vec<(Role, Option<Lit>)>,
 }
 
+/// The next piece as a text, taken only if it is one.
+fn text(pieces: &mut std::iter::Peekable<std::slice::Iter<'_, Piece>>) -> Option<Lit> {
+    match pieces.peek() {
+        Some(Piece::Text(t)) => {
+            let lit = Lit::new(t);
+            pieces.next();
+            Some(lit)
+        }
+        _ => None,
+    }
+}
+
 impl Steps {
     fn new(format: &NginxFormat) -> Steps {
         let mut pieces = format.pieces.iter().peekable();
-        let head = match pieces.peek() {
-            Some(Piece::Text(t)) => {
-                let lit = Lit::new(t);
-                pieces.next();
-                Some(lit)
-            }
-            _ => None,
-        };
+        let head = text(&mut pieces);
         let mut vars = Vec::new();
         while let Some(piece) = pieces.next() {
             // Texts and variables alternate (adjacent texts are one, adjacent variables are
             // refused by `compile`).
             if let Piece::Var(role) = piece {
-                let after = match pieces.peek() {
-                    Some(Piece::Text(t)) => {
-                        let lit = Lit::new(t);
-                        pieces.next();
-                        Some(lit)
-                    }
-                    _ => None,
-                };
-                vars.push((*role, after));
+                vars.push((*role, text(&mut pieces)));
             }
         }
         Steps { head, vars }
