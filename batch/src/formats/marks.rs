@@ -47,6 +47,20 @@ impl Marker {
         self.blocks(line, set, |m| out.push(m[0] | m[1] | m[2] | m[3]));
     }
 
+    /// Fills each of `out` with where the byte of `bytes` at its place is in `line`, as
+    /// [`Marker::mark`] does: one pass for several bytes, each looked up on its own.
+    #[inline]
+    pub fn mark_each<const N: usize>(self, line: &[u8], bytes: [u8; N], out: &mut [Vec<u64>; N]) {
+        for o in out.iter_mut() {
+            o.clear();
+        }
+        self.blocks(line, bytes, |m| {
+            for (o, m) in out.iter_mut().zip(m) {
+                o.push(m);
+            }
+        });
+    }
+
     /// Gives `each` the masks of `bytes` for every 64 bytes of `line` in order, the last
     /// block's cut at the line's end.
     #[inline]
@@ -164,6 +178,12 @@ mod tests {
             marker.mark_any(&line, set, &mut out);
             let any: Vec<usize> = (0..line.len()).filter(|&i| set.contains(&line[i])).collect();
             prop_assert_eq!(all(&out).collect::<Vec<_>>(), any);
+            let mut each: [Vec<u64>; 3] = Default::default();
+            marker.mark_each(&line, [mark, other, b' '], &mut each);
+            for (b, marks) in [mark, other, b' '].into_iter().zip(&each) {
+                let at: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b).collect();
+                prop_assert_eq!(all(marks).collect::<Vec<_>>(), at);
+            }
         }
     }
 }
