@@ -4,11 +4,14 @@
 //! wanted members by their raw key bytes, skipping the rest (nested values included) without
 //! building them. Strings are unescaped only when they hold a backslash.
 
+mod shape;
+
 use super::marks::{self, Marker};
 use super::swar::{first_equal, word};
 use super::{Line, LineFormat, OriginRule, Parsed};
 use crate::fields::{self, TimeParser};
 use crate::rejects::Reason;
+use shape::{NOT_WANTED, Shape, Span};
 use std::borrow::Cow;
 
 /// A member's value as written.
@@ -262,13 +265,15 @@ fn value<'a>(b: &'a [u8], i: usize, ends: &impl Ends) -> Option<(Raw<'a>, usize)
 }
 
 /// Checks `line` is one JSON object and puts the value of each key of `want` (matched on the
-/// raw key bytes) in `out`; `None` if it is not an object.
+/// raw key bytes) in `out`, and where each value lies in `spans`; `None` if it is not an
+/// object.
 #[inline]
 fn members<'a>(
     line: &'a [u8],
     want: &Wanted,
     ends: &impl Ends,
     out: &mut [Option<Raw<'a>>],
+    spans: &mut Vec<Span>,
 ) -> Option<()> {
     let mut i = ws(line, 0);
     if line.get(i) != Some(&b'{') {
@@ -288,10 +293,17 @@ fn members<'a>(
         if line.get(i) != Some(&b':') {
             return None;
         }
-        let (v, end) = value(line, ws(line, i + 1), ends)?;
-        if let Some(k) = want.find_in(line, key.0, key.1) {
+        let start = ws(line, i + 1);
+        let (v, end) = value(line, start, ends)?;
+        let k = want.find_in(line, key.0, key.1);
+        if let Some(k) = k {
             out[k] = Some(v);
         }
+        spans.push(Span {
+            start,
+            end,
+            want: k.unwrap_or(NOT_WANTED),
+        });
         i = ws(line, end);
         match line.get(i) {
             Some(b',') => i = ws(line, i + 1),
@@ -301,34 +313,68 @@ fn members<'a>(
     }
 }
 
-/// What a JSON reader keeps between lines: the keys it wants and, where the CPU has AVX2,
-/// the quote marks of the line at hand.
+/// What a JSON reader keeps between lines: how it picks its members and, where the CPU has
+/// AVX2, the quote marks of the line at hand.
 #[derive(Debug)]
 struct Members {
-    want: Wanted,
+    picker: Picker,
     marker: Option<Marker>,
     quotes: Vec<u64>,
+}
+
+/// The keys a reader wants and the shape of the last line it read in full.
+#[derive(Debug)]
+struct Picker {
+    want: Wanted,
+    shape: Shape,
+    spans: Vec<Span>,
 }
 
 impl Members {
     fn new(want: Wanted) -> Members {
         Members {
-            want,
+            picker: Picker {
+                want,
+                shape: Shape::default(),
+                spans: Vec::new(),
+            },
             marker: Marker::new(),
             quotes: Vec::new(),
         }
     }
 
-    /// [`members`] of `line`: by its quote marks where it has no backslash (nearly every
-    /// line of a real log), else by searching its strings.
+    /// The wanted members of `line`, into `out` (all `None` on entry): by its quote marks
+    /// where it has no backslash (nearly every line of a real log), else by searching its
+    /// strings.
     #[inline]
     fn read<'a>(&mut self, line: &'a [u8], out: &mut [Option<Raw<'a>>]) -> Option<()> {
         match self.marker {
             Some(m) if !m.mark(line, b'"', b'\\', &mut self.quotes) => {
-                members(line, &self.want, &Marked(&self.quotes), out)
+                self.picker.read(line, &Marked(&self.quotes), out)
             }
-            _ => members(line, &self.want, &Search, out),
+            _ => self.picker.read(line, &Search, out),
         }
+    }
+}
+
+impl Picker {
+    /// [`members`] of `line`, by the last line's shape where it fits: then no key is looked
+    /// up. A line that does not fit is read member by member and gives its shape.
+    #[inline]
+    fn read<'a>(
+        &mut self,
+        line: &'a [u8],
+        ends: &impl Ends,
+        out: &mut [Option<Raw<'a>>],
+    ) -> Option<()> {
+        if self.shape.read(line, ends, out) {
+            return Some(());
+        }
+        out.fill(None);
+        self.spans.clear();
+        members(line, &self.want, ends, out, &mut self.spans)?;
+        self.shape.learn(line, &self.spans);
+        Some(())
     }
 }
 
@@ -806,6 +852,52 @@ mod tests {
             }
         }
 
+        /// Lines written by one logger (the same keys in the same order, the values and the
+        /// blanks changing, now and then a byte of JSON's punctuation put in anywhere): read
+        /// one after the other, each by the shape of the last where it fits, every line is
+        /// accepted or refused and its members found as when it is read alone.
+        #[test]
+        fn lines_read_by_the_last_shape_read_as_if_alone(
+            keys in prop::collection::vec(
+                prop::sample::select(vec!["ClientRequestHost", "ClientRequestHosT", "k", "h\\\"q", "x"]),
+                0..6,
+            ),
+            lines in prop::collection::vec((
+                prop::collection::vec(prop_oneof![
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    "[a-z\"\\\\ {}]{0,12}".prop_map(serde_json::Value::from),
+                    Just(serde_json::json!({"k": "x", "a": [1, "}"]})),
+                    Just(serde_json::Value::Null),
+                    Just(serde_json::Value::Bool(false)),
+                ], 6),
+                any::<bool>(),
+                prop::option::of((any::<prop::sample::Index>(), prop::sample::select(PIECES.to_vec()))),
+            ), 1..10),
+        ) {
+            let want = Wanted::new(&["k", "ClientRequestHost", "h\\\"q"]);
+            let mut reader = Members::new(want.clone());
+            for (values, spaced, put) in lines {
+                let sep = if spaced { ", " } else { "," };
+                let body: Vec<String> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
+                let mut line = format!("{{{}}}", body.join(sep)).into_bytes();
+                if let Some((at, piece)) = put {
+                    let at = at.index(line.len() + 1);
+                    line.splice(at..at, piece.iter().copied());
+                }
+                let (mut shaped, mut alone) = ([None; 3], [None; 3]);
+                let a = reader.read(&line, &mut shaped);
+                let s = members(&line, &want, &Search, &mut alone, &mut Vec::new());
+                prop_assert_eq!(a, s, "{}", String::from_utf8_lossy(&line));
+                if a.is_some() {
+                    prop_assert_eq!(shaped, alone, "{}", String::from_utf8_lossy(&line));
+                }
+            }
+        }
+
         /// Lines of JSON's bytes, backslashes or not: read by the quote marks (where the CPU
         /// has them) or by searching, the answer and every member found are the same.
         #[test]
@@ -816,7 +908,7 @@ mod tests {
             let want = Wanted::new(&["k", "ClientRequestHost"]);
             let (mut marked, mut searched) = ([None; 2], [None; 2]);
             let a = Members::new(want.clone()).read(&b, &mut marked);
-            let s = members(&b, &want, &Search, &mut searched);
+            let s = members(&b, &want, &Search, &mut searched, &mut Vec::new());
             prop_assert_eq!(a, s, "{}", String::from_utf8_lossy(&b));
             if a.is_some() {
                 prop_assert_eq!(marked, searched);
