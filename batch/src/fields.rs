@@ -118,7 +118,8 @@ fn digits(b: &[u8]) -> Option<i64> {
         return None;
     }
     b.iter().try_fold(0i64, |acc, &c| {
-        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        acc.checked_mul(10)?
+            .checked_add(i64::from(c.is_ascii_digit().then(|| c - b'0')?))
     })
 }
 
@@ -131,26 +132,41 @@ pub struct TimeParser {
     /// The last common-log date (`10/Dec/2019`) read, and its day.
     clf_date: [u8; 11],
     clf_day: i64,
+    /// The date, hour and minute (`2019-12-10T23:00`) of the last RFC 3339 UTC time read
+    /// (`Z`), and its minute: a JSON log's lines mostly fall in the minute of the line before.
+    stamp: Option<([u8; 16], i64)>,
 }
 
 impl TimeParser {
     /// The UTC minute of a time field, or `None` if it is in none of the accepted formats.
     pub fn minute(&mut self, b: &[u8]) -> Option<i64> {
         let b = trim(b);
+        if let Some(m) = self.same_minute(b) {
+            return Some(m);
+        }
         if b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[13] == b':' && b[16] == b':' {
             return self.rfc3339(b);
         }
-        // One pass over the leading digits tells Unix times from the rest, without a search
-        // for the dot (a call into memchr on every line).
-        let lead = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        // One pass over the leading digits tells Unix times from the rest and reads their
+        // value (exact up to 19 digits, all a u64 holds), without a search for the dot (a call
+        // into memchr on every line) or a second pass.
+        let mut lead = 0;
+        let mut n = 0u64;
+        for &c in b {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            lead += 1;
+        }
+        let per_minute = match lead {
+            19 => 60_000_000_000,
+            13 => 60_000,
+            1..=12 => 60,
+            _ => 0,
+        };
         if lead > 0 && lead == b.len() {
-            let n = digits(b)?;
-            return match b.len() {
-                19 => Some(n.div_euclid(60_000_000_000)),
-                13 => Some(n.div_euclid(60_000)),
-                1..=12 => Some(n.div_euclid(60)),
-                _ => None,
-            };
+            return (per_minute != 0).then(|| (n / per_minute) as i64);
         }
         // Unix seconds with a fraction (nginx's `$msec`, JSON logs): the whole seconds decide.
         if (1..=12).contains(&lead)
@@ -158,7 +174,7 @@ impl TimeParser {
             && lead + 1 < b.len()
             && b[lead + 1..].iter().all(u8::is_ascii_digit)
         {
-            return Some(digits(&b[..lead])?.div_euclid(60));
+            return Some((n / 60) as i64);
         }
         self.common_log(b)
     }
@@ -193,6 +209,22 @@ impl TimeParser {
         }
     }
 
+    /// The minute of `b` if it is `YYYY-MM-DDTHH:MM:SSZ` in the minute of the last such time
+    /// read: its seconds checked and the rest compared as two words.
+    #[inline]
+    fn same_minute(&self, b: &[u8]) -> Option<i64> {
+        let (stamp, minute) = self.stamp.as_ref()?;
+        let b: &[u8; 20] = b.try_into().ok()?;
+        match b {
+            [head @ .., b':', s1 @ b'0'..=b'6', s2 @ b'0'..=b'9', b'Z']
+                if (*s1 < b'6' || *s2 == b'0') && head == stamp =>
+            {
+                Some(*minute)
+            }
+            _ => None,
+        }
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` also as `t` or a space.
     fn rfc3339(&mut self, b: &[u8]) -> Option<i64> {
         if !matches!(b[10], b'T' | b't' | b' ') {
@@ -209,6 +241,12 @@ impl TimeParser {
             rest = &frac[n..];
         }
         let offset = match rest {
+            [b'Z'] if b.len() == 20 => {
+                let mut stamp = [0; 16];
+                stamp.copy_from_slice(&b[..16]);
+                self.stamp = Some((stamp, day * 1440 + minute));
+                0
+            }
             [b'Z' | b'z'] => 0,
             [sign @ (b'+' | b'-'), hh @ .., b':', m1, m2] if hh.len() == 2 => {
                 offset_minutes(*sign, digits(hh)?, digits(&[*m1, *m2])?)?
@@ -291,6 +329,38 @@ mod tests {
     }
 
     const SEED_2000: i64 = 1_576_008_000 / 60; // 2019-12-10T20:00:00Z
+
+    #[test]
+    fn unix_times_of_every_length_past_an_i64_read_or_refuse_without_wrapping() {
+        // Nanoseconds past i64::MAX (the year 2262): a time far ahead, not one wrapped to
+        // before 1970.
+        assert_eq!(
+            min("9999999999999999999"),
+            Some((9_999_999_999_999_999_999u64 / 60_000_000_000) as i64)
+        );
+        assert_eq!(min("1575979213000000000"), Some(1_575_979_213 / 60));
+        assert_eq!(min("99999999999999999999"), None);
+        assert_eq!(min("1575979213000"), Some(1_575_979_213 / 60));
+        assert_eq!(min("999999999999"), Some(999_999_999_999 / 60));
+        assert_eq!(min("9999999999999"), Some(9_999_999_999_999 / 60_000));
+        assert_eq!(min("99999999999999"), None);
+        assert_eq!(min("1575979213.999"), Some(1_575_979_213 / 60));
+        assert_eq!(min("1575979213."), None);
+        assert_eq!(min("9999999999999.5"), None);
+    }
+
+    #[test]
+    fn a_remembered_minute_still_checks_its_seconds_and_zone() {
+        let mut p = TimeParser::default();
+        assert_eq!(p.minute(b"2019-12-10T20:00:00Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:60Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:61Z"), None);
+        assert_eq!(p.minute(b"2019-12-10T20:00:7aZ"), None);
+        assert_eq!(p.minute(b"2019-12-10T20:00:59z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:59+01:00"), Some(SEED_2000 - 60));
+        assert_eq!(p.minute(b"2019-12-10T20:01:00Z"), Some(SEED_2000 + 1));
+        assert_eq!(p.minute(b"2019-12-10T20:00:59Z"), Some(SEED_2000));
+    }
 
     #[test]
     fn every_time_format_lands_in_the_same_minute() {
@@ -396,6 +466,38 @@ mod tests {
                 prop_assert_eq!(p.minute(clf.as_bytes()), Some(secs.div_euclid(60)), "{}", clf);
                 let msec = format!("{secs}.123");
                 prop_assert_eq!(p.minute(msec.as_bytes()), Some(secs.div_euclid(60)));
+            }
+        }
+
+        /// One parser over many RFC 3339 times, seconds and fractions or not, each often in
+        /// the minute of the one before (that minute remembered) or with a byte changed: each
+        /// reads as it does alone.
+        #[test]
+        fn rfc3339_times_read_line_after_line_as_alone(
+            times in proptest::collection::vec((
+                0i64..200,
+                any::<bool>(),
+                prop::option::of((0usize..24, any::<u8>())),
+            ), 1..30),
+        ) {
+            let mut p = TimeParser::default();
+            for (step, frac, change) in times {
+                let secs = 1_575_979_170 + step;
+                let t = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+                let mut s = if frac {
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().into_bytes()
+                } else {
+                    t.format("%Y-%m-%dT%H:%M:%SZ").to_string().into_bytes()
+                };
+                if let Some(c) = change.and_then(|(at, byte)| Some((s.get_mut(at)?, byte))) {
+                    *c.0 = c.1;
+                }
+                prop_assert_eq!(
+                    p.minute(&s),
+                    TimeParser::default().minute(&s),
+                    "{}",
+                    String::from_utf8_lossy(&s)
+                );
             }
         }
 
