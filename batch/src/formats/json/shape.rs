@@ -42,7 +42,7 @@ struct Step {
 /// The texts of a line, as little-endian words, and the values between them.
 #[derive(Debug, Default)]
 pub(super) struct Shape {
-    /// Every text's bytes, each from a word of its own, its last word zero-padded.
+    /// Every text's [`text_words`], back to back, each text's from a word of its own.
     words: Vec<u64>,
     /// Each text with the value after it, in line order.
     steps: Vec<Step>,
