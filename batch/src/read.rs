@@ -1,9 +1,10 @@
 //! Reads a set of inputs in parallel into one [`Aggregator`].
 //!
-//! Plain files are cut into line-aligned chunks of [`CHUNK`] bytes, each mapped and scanned on
-//! its own (a mapping lives only as long as its chunk, so resident memory stays near
-//! `threads x CHUNK` whatever the input size); a file whose identity the run wants from its
-//! read ([`read_and_identify`]) is one task, hashed window by window as it is scanned, and so
+//! Plain files are cut into line-aligned chunks of [`CHUNK`] bytes, each read and scanned on
+//! its own through its worker's buffer of [`READ_WINDOW`] bytes (so resident memory does not
+//! grow with the input, nor with a record longer than the limit); a file whose identity the
+//! run wants from its read ([`read_and_identify`]) is one task, hashed window by window as it
+//! is read, and so
 //! is a file of a format whose lines must be read in order (CloudFront's directives). Gzip
 //! files and S3 objects are one stream each (inflated when their first bytes say gzip) into a
 //! fixed buffer; a stream that fails half way (truncated, corrupt, connection lost) contributes
@@ -19,7 +20,6 @@ use crate::rejects::{Position, Reason};
 use crate::scan::{self, Columns, Sink, Swallowed};
 use flate2::read::MultiGzDecoder;
 use indicatif::ProgressBar;
-use memmap2::MmapOptions;
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek};
@@ -34,8 +34,6 @@ const GZ_BUF: usize = 1 << 20;
 /// Hour blocks the workers may hold between merges into the run's totals, shared among them
 /// (about 1.7 KiB each with status counts: some 24 MiB in all).
 const HELD_BLOCKS: usize = 14_000;
-/// Bytes of a mapped chunk scanned at a time; the pages behind are given back.
-const SCAN_WINDOW: usize = 1 << 20;
 /// The default `--max-line-bytes`: longer records are rejected without being held in memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -485,8 +483,9 @@ fn plan(file: u32, input: &Input, hash: bool, opts: &ReadOptions) -> (Vec<Task>,
             return fail(io::Error::other(why));
         }
         if !format.cuts_anywhere() {
-            // Read in order by one worker, from a mapping as a chunk is: streamed, the copy
-            // out of the page cache was a tenth of a CloudFront run.
+            // Read in order by one worker, through the small buffer a chunk is read into:
+            // through the stream's buffer (larger than the core's L2), the copy out of the
+            // page cache was a tenth of a CloudFront run.
             let whole = Task::Chunk {
                 file,
                 handle,
@@ -628,6 +627,12 @@ struct Span {
 }
 
 /// Scans a chunk into `agg`; with `span.hash`, also returns the file's identity.
+///
+/// The chunk is read into the worker's buffer a window at a time ([`READ_WINDOW`]): the
+/// kernel's copy lands in the core's cache, where the hash and the scan read it again. Mapping
+/// the chunk instead cost more in the kernel than the copy does (populating each window's
+/// pages, giving them back, and with two threads a TLB shootdown on the other core for each
+/// give-back): measured, a mapped read was 6% slower with one thread and 10% with two.
 fn read_chunk(
     agg: &mut Aggregator,
     file: u32,
@@ -637,8 +642,8 @@ fn read_chunk(
     opts: &ReadOptions,
 ) -> io::Result<(scan::ScanEnd, Option<String>)> {
     let Span { begin, end, hash } = span;
-    // Hashed, the mapping starts at the file's start: the bytes before `begin` (a header)
-    // are hashed too, not scanned.
+    // Hashed, the read starts at the file's start: the bytes before `begin` (a header) are
+    // hashed too, not scanned.
     let from = if hash { 0 } else { begin };
     if end <= begin || end <= from {
         let empty = scan::ScanEnd {
@@ -648,24 +653,6 @@ fn read_chunk(
         };
         return Ok((empty, None));
     }
-    // SAFETY: the mapping is read-only and private to this task. Log files are written once
-    // and not changed while the batch reads them; a file truncated underneath a mapping would
-    // fault, which is why inputs must be complete before they are handed to the batch.
-    let map = unsafe {
-        MmapOptions::new()
-            .offset(from)
-            .len((end - from) as usize)
-            .map(handle)?
-    };
-    agg.set_origin(
-        file,
-        Origin::Offsets {
-            base_ptr: map.as_ptr() as usize,
-            base_off: from,
-        },
-    );
-    let mut hasher = hash.then(Xxh3::new);
-    let mut hashed = 0usize;
     let max = opts.max_line_bytes;
     let mut reader = match kind {
         ChunkKind::Csv(cols) => Reader::Csv(cols),
@@ -674,62 +661,203 @@ fn read_chunk(
             TimeParser::default(),
         ),
     };
-    // Scanned a window at a time, each page given back once passed: a mapping's pages count as
-    // the process's memory, and a chunk per worker would make memory grow with the threads.
-    let skip = (begin - from) as usize;
-    let (mut at, mut window, mut lines) = (skip, SCAN_WINDOW, 0u64);
-    let mut populated = if hash { 0 } else { skip };
-    loop {
-        let to = at.saturating_add(window).min(map.len());
-        let eof = to == map.len();
-        if to > populated {
-            // The window's pages mapped in one call, not a fault every 16 pages (fault-around):
-            // the kernel's share of a one-thread Cloudflare run fell from 27% to 20%. Only an
-            // economy: a kernel without it (before Linux 5.14) faults them in as before.
-            let _ = map.advise_range(memmap2::Advice::PopulateRead, populated, to - populated);
-            populated = to;
-        }
-        if let Some(h) = &mut hasher
-            && to > hashed
-        {
-            // The window is in the cache now, for the scan right after.
-            h.update(&map[hashed..to]);
-            hashed = to;
-        }
-        let end = match &mut reader {
-            Reader::Csv(cols) => scan::scan(&map[at..to], cols, max, eof, 0, agg),
-            Reader::Lines(format, time) => {
-                let fed = format.feed(time, &map[at..to], eof, 0, max, agg);
-                scan::ScanEnd {
-                    consumed: fed.consumed,
-                    lines: fed.lines,
-                    open_quote: false,
+    WINDOW_BUF.with_borrow_mut(|buf| {
+        let mut w = Window::new(handle, buf, hash, from, end);
+        let mut skip = (begin - from) as usize;
+        let (mut lines, mut consumed) = (0u64, 0usize);
+        loop {
+            w.fill()?;
+            let eof = w.eof();
+            if skip > 0 {
+                let n = skip.min(w.filled);
+                w.consume(n);
+                skip -= n;
+                if skip > 0 && !eof {
+                    continue;
                 }
             }
-        };
-        lines += end.lines;
-        if eof {
-            let scanned = scan::ScanEnd {
-                consumed: at - skip + end.consumed,
-                lines,
-                open_quote: end.open_quote,
+            agg.set_origin(
+                file,
+                Origin::Offsets {
+                    base_ptr: w.buf.as_ptr() as usize,
+                    base_off: w.base,
+                },
+            );
+            let view = &w.buf[..w.filled];
+            let got = match &mut reader {
+                Reader::Csv(cols) => scan::scan(view, cols, max, eof, 0, agg),
+                Reader::Lines(format, time) => {
+                    let fed = format.feed(time, view, eof, 0, max, agg);
+                    scan::ScanEnd {
+                        consumed: fed.consumed,
+                        lines: fed.lines,
+                        open_quote: false,
+                    }
+                }
             };
-            let id = hasher.map(|h| input::identity_of(map.len() as u64, &h));
-            return Ok((scanned, id));
+            lines += got.lines;
+            consumed += got.consumed;
+            let mut open_quote = got.open_quote;
+            if !eof && got.consumed == 0 && w.filled > max.saturating_add(2) {
+                // One record fills more than the longest kept (its CR and newline included):
+                // walk to its end without holding it, as the stream reader does.
+                let quotes = matches!(reader, Reader::Csv(_));
+                let skipped = w.skip_record(agg, file, quotes)?;
+                lines += skipped.lines;
+                consumed += skipped.bytes;
+                if !skipped.at_eof {
+                    continue;
+                }
+                open_quote = skipped.quoted;
+            } else if !eof {
+                w.consume(got.consumed);
+                continue;
+            }
+            let scanned = scan::ScanEnd {
+                consumed,
+                lines,
+                open_quote,
+            };
+            return Ok((scanned, w.identity()));
         }
-        if end.consumed == 0 {
-            // A record longer than the window: look further from the same start.
-            window = window.saturating_mul(2);
-            continue;
+    })
+}
+
+/// Bytes a chunk is read at a time: the copy stays in the core's L2 for the hash and the scan
+/// (128 KiB and 1 MiB measured the same). Unit tests read a few bytes at a time, so that
+/// their small files cross windows, grow the buffer and walk long records.
+const READ_WINDOW: usize = if cfg!(test) { 64 } else { 256 << 10 };
+
+thread_local! {
+    /// Each worker's read buffer, kept from chunk to chunk.
+    static WINDOW_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The bytes of a file between two offsets, read into a buffer as they are scanned, each
+/// hashed once in order when the file's identity is wanted.
+struct Window<'a> {
+    handle: &'a File,
+    buf: &'a mut Vec<u8>,
+    hasher: Option<Xxh3>,
+    /// The file offset of `buf[0]`.
+    base: u64,
+    /// Bytes of `buf` held.
+    filled: usize,
+    /// The file offset of the next byte to read.
+    pos: u64,
+    end: u64,
+}
+
+/// A record too long to keep, walked to its end by [`Window::skip_record`].
+struct Skipped {
+    lines: u64,
+    bytes: usize,
+    at_eof: bool,
+    /// Whether it ended inside a quote (CSV).
+    quoted: bool,
+}
+
+impl<'a> Window<'a> {
+    fn new(handle: &'a File, buf: &'a mut Vec<u8>, hash: bool, from: u64, end: u64) -> Self {
+        if buf.len() != READ_WINDOW {
+            // A buffer grown for a long record is not kept for the next chunk.
+            *buf = vec![0; READ_WINDOW];
         }
-        at += end.consumed;
-        window = SCAN_WINDOW;
-        // SAFETY: the mapping is private, read-only and never written, so a dropped page that
-        // is touched again is read back from the unchanged file with the same bytes; no slice
-        // of it is alive here. Only an economy: a failure changes nothing.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, at & !4095)
+        Window {
+            handle,
+            buf,
+            hasher: hash.then(Xxh3::new),
+            base: from,
+            filled: 0,
+            pos: from,
+            end,
+        }
+    }
+
+    fn eof(&self) -> bool {
+        self.pos == self.end
+    }
+
+    /// Reads after the bytes held, up to the end: at least one byte unless at the end. A
+    /// buffer full of bytes held (one record longer than a window) is doubled first.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.filled == self.buf.len() {
+            let n = self.buf.len() * 2;
+            self.buf.resize(n, 0);
+        }
+        let want = (self.end - self.pos).min((self.buf.len() - self.filled) as u64) as usize;
+        if want == 0 {
+            return Ok(());
+        }
+        let into = &mut self.buf[self.filled..self.filled + want];
+        let got = self.handle.read_at(into, self.pos)?;
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file is shorter than when the read began",
+            ));
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(&into[..got]);
+        }
+        self.filled += got;
+        self.pos += got as u64;
+        Ok(())
+    }
+
+    /// Drops the first `n` bytes held.
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.filled, 0);
+        self.filled -= n;
+        self.base += n as u64;
+    }
+
+    /// Rejects the record that starts at `buf[0]` and fills every byte held (none ends it),
+    /// reading on to its end: a newline (outside quotes, with `quotes`) or the end.
+    fn skip_record(
+        &mut self,
+        agg: &mut Aggregator,
+        file: u32,
+        quotes: bool,
+    ) -> io::Result<Skipped> {
+        let at = self.base;
+        let mut skip = Skip::new(0, &self.buf[..self.filled], quotes);
+        let mut bytes = self.filled;
+        self.consume(self.filled);
+        let ended = loop {
+            self.fill()?;
+            if let Some(i) = skip.feed(&self.buf[..self.filled]) {
+                bytes += i;
+                self.consume(i);
+                break false;
+            }
+            bytes += self.filled;
+            self.consume(self.filled);
+            if self.eof() {
+                break true;
+            }
         };
+        agg.set_origin(
+            file,
+            Origin::Offsets {
+                base_ptr: skip.head.as_ptr() as usize,
+                base_off: at,
+            },
+        );
+        let quoted = skip.quoted;
+        let lines = skip.finish(agg, ended);
+        Ok(Skipped {
+            lines,
+            bytes,
+            at_eof: ended,
+            quoted,
+        })
+    }
+
+    /// The file's identity, if hashed (read to its end).
+    fn identity(self) -> Option<String> {
+        let size = self.end;
+        self.hasher.map(|h| input::identity_of(size, &h))
     }
 }
 
@@ -938,7 +1066,7 @@ fn read_stream(
             }
             if used == 0 && filled == buf.len() {
                 // One record fills the whole buffer: longer than the limit. Walk the rest of it.
-                skipping = Some(Skip::new(line, &buf[..filled]));
+                skipping = Some(Skip::new(line, &buf[..filled], true));
                 filled = 0;
                 continue;
             }
@@ -1012,6 +1140,8 @@ fn line_stream(
 struct Skip {
     line: u64,
     newlines: u64,
+    /// Whether quotes hide newlines (CSV); in the other formats every newline ends a line.
+    quotes: bool,
     quoted: bool,
     last: u8,
     head: Vec<u8>,
@@ -1019,17 +1149,18 @@ struct Skip {
 
 impl Skip {
     /// Starts with the record's bytes so far (none of them ends it).
-    fn new(line: u64, seen: &[u8]) -> Skip {
+    fn new(line: u64, seen: &[u8], quotes: bool) -> Skip {
         let mut s = Skip {
             line,
             newlines: 0,
+            quotes,
             quoted: false,
             last: 0,
             head: seen[..seen.len().min(crate::rejects::TEXT_LIMIT)].to_vec(),
         };
         for &b in seen {
             match b {
-                b'"' => s.quoted = !s.quoted,
+                b'"' if quotes => s.quoted = !s.quoted,
                 b'\n' => s.newlines += 1,
                 _ => {}
             }
@@ -1041,6 +1172,12 @@ impl Skip {
     /// Feeds more bytes; `Some(i)` when the record ends with the newline at `i` (the rest
     /// of `bytes` after it is the next record's).
     fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        if !self.quotes {
+            let i = memchr::memchr(b'\n', bytes);
+            self.newlines += u64::from(i.is_some());
+            self.last = bytes.last().copied().unwrap_or(self.last);
+            return i.map(|i| i + 1);
+        }
         for i in memchr::memchr2_iter(b'"', b'\n', bytes) {
             if bytes[i] == b'"' {
                 self.quoted = !self.quoted;
@@ -1176,6 +1313,23 @@ mod tests {
         read_all_as(&[input], &[false], opts, &ProgressBar::hidden(), vec![how])
     }
 
+    /// What a read that also hashes the file finds, its identity checked against a separate
+    /// hash of the file.
+    fn read_identified(path: &std::path::Path, opts: &ReadOptions) -> Outcome {
+        let input = Input {
+            size: std::fs::metadata(path).unwrap().len(),
+            source: Source::File(path.to_path_buf()),
+        };
+        let hashed = read_and_identify(
+            std::slice::from_ref(&input),
+            &[true],
+            opts,
+            &ProgressBar::hidden(),
+        );
+        assert_eq!(hashed.identities, vec![Some(Ok(input.identity().unwrap()))]);
+        outcome(hashed)
+    }
+
     /// A field: plain, or quoted with commas, newlines and doubled quotes inside; now and then
     /// a stray quote that never closes.
     fn field() -> impl Strategy<Value = String> {
@@ -1251,18 +1405,7 @@ mod tests {
         assert_eq!(serial.0.len(), 2, "both blocks' domains: {serial:?}");
         assert_eq!(serial.3, 85);
         assert_eq!(outcome(read(&path, &opts, false)), serial);
-        let input = Input {
-            size: std::fs::metadata(&path).unwrap().len(),
-            source: Source::File(path.clone()),
-        };
-        let hashed = read_and_identify(
-            std::slice::from_ref(&input),
-            &[true],
-            &opts,
-            &ProgressBar::hidden(),
-        );
-        assert_eq!(hashed.identities, vec![Some(Ok(input.identity().unwrap()))]);
-        assert_eq!(outcome(hashed), serial);
+        assert_eq!(read_identified(&path, &opts), serial);
     }
 
     proptest! {
@@ -1379,6 +1522,60 @@ mod tests {
             );
             assert_eq!(r.1.iter().sum::<u64>(), 0, "cut every {chunk} bytes");
             assert_eq!(r.3, 5, "cut every {chunk} bytes");
+        }
+    }
+
+    /// One record past the limit in a plain file, read in chunks: walked without being
+    /// held, rejected once at its line, with the lines around it read and the file's
+    /// identity hashed from every byte.
+    #[test]
+    fn a_record_past_the_limit_in_a_plain_file_is_walked_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let block = "q".repeat(3000);
+        let cases = [
+            (
+                Format::Csv,
+                "in.csv",
+                format!(
+                    "time,domain,uri,bytes\n2019-12-10T20:00:00Z,a.example.com,/a,1\n2019-12-10T20:00:00Z,a.example.com,/{block}\"in\nquotes\"{block},7\n2019-12-10T20:01:00Z,a.example.com,/b,2\n2019-12-10T20:02:00Z,b.example.com,/c,3"
+                ),
+                3,
+                6,
+            ),
+            (
+                Format::Cloudflare,
+                "in.json",
+                format!(
+                    "{{\"ClientRequestHost\":\"a.example.com\",\"EdgeStartTimestamp\":1575979200,\"OriginResponseStatus\":200,\"OriginResponseBytes\":1}}\n{{\"ClientRequestHost\":\"a.example.com\",\"x\":\"{block}\"}}\n{{\"ClientRequestHost\":\"b.example.com\",\"EdgeStartTimestamp\":1575979260,\"OriginResponseStatus\":200,\"OriginResponseBytes\":2}}"
+                ),
+                2,
+                3,
+            ),
+        ];
+        for (format, name, text, at, lines) in cases {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &text).unwrap();
+            let mut opts = options(CHUNK, 1000);
+            opts.formats.forced = Some(format);
+            let chunked = read(&path, &opts, false);
+            assert_eq!(
+                chunked.agg.rejects.counts[Reason::LineTooLong.index()],
+                if format == Format::Csv { 2 } else { 1 },
+                "{format:?}: one reject, counted for each line it spans"
+            );
+            assert_eq!(
+                chunked.agg.rejects.kept[0].at,
+                Position::Line(at),
+                "{format:?}"
+            );
+            assert_eq!(
+                chunked.agg.stats.accepted,
+                3 - u64::from(format != Format::Csv)
+            );
+            let got = outcome(chunked);
+            assert_eq!(got.3, lines, "{format:?}");
+            assert_eq!(got, outcome(read(&path, &opts, true)), "{format:?}");
+            assert_eq!(read_identified(&path, &opts), got, "{format:?}");
         }
     }
 
