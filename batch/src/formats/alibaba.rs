@@ -5,7 +5,7 @@
 //! `[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "UA" "text/html"`
 
 use super::marks::{self, Marker};
-use super::swar::{find, find_text};
+use super::swar::{find, find_text, first_equal, word};
 use super::{Line, LineFormat, OriginRule, Parsed};
 use crate::fields::{self, TimeParser};
 use crate::rejects::Reason;
@@ -99,11 +99,32 @@ fn url_parts(request: &[u8]) -> Option<(&[u8], &[u8])> {
         .rposition(|&b| b == b' ')
         .map_or(0, |p| p + 1);
     let rest = &request[sep + 3..];
-    let end = rest
+    Some((&request[start..sep], &rest[..host_end(rest)]))
+}
+
+/// Where the host at the start of `rest` ends: at its first `/`, `?`, `#` or space, or at the
+/// end. Eight bytes at a time: a byte loop's exit, at a place that differs from line to line,
+/// was a fifth of the format's own time.
+#[inline]
+fn host_end(rest: &[u8]) -> usize {
+    let ends = |b: u8| matches!(b, b'/' | b'?' | b'#' | b' ');
+    let mut base = 0;
+    while let Some(w) = rest.get(base..base + 8) {
+        let w = word(w);
+        // Each mask's lowest mark is exact, so the lowest of them all is the first end.
+        let m = first_equal(w, b'/')
+            | first_equal(w, b'?')
+            | first_equal(w, b'#')
+            | first_equal(w, b' ');
+        if m != 0 {
+            return base + (m.trailing_zeros() / 8) as usize;
+        }
+        base += 8;
+    }
+    rest[base..]
         .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b' '))
-        .unwrap_or(rest.len());
-    Some((&request[start..sep], &rest[..end]))
+        .position(|&b| ends(b))
+        .map_or(rest.len(), |i| base + i)
 }
 
 impl LineFormat for Alibaba {
@@ -160,6 +181,23 @@ impl LineFormat for Alibaba {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A host ends where a byte search says, wherever its end falls in a word.
+        #[test]
+        fn a_host_ends_at_its_first_end_byte(
+            rest in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(vec![b'/', b'?', b'#', b' ', b'.', b'a', 0x2f ^ 0x80, 0]),
+                proptest::num::u8::ANY,
+            ], 0..40),
+        ) {
+            let plain = rest
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#' | b' '))
+                .unwrap_or(rest.len());
+            proptest::prop_assert_eq!(host_end(&rest), plain);
+        }
+    }
 
     const SAMPLE: &[u8] = br#"[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "Mozilla/5.0 (compatible; AhrefsBot/5.0; +http://ahrefs.com/robot/)" "text/html""#;
 
