@@ -289,16 +289,25 @@ fn read_pass(
         files.push(report);
         identities.push(id);
     }
-    // Whole streams and whole files first: they are the longest tasks.
+    // Whole streams and whole files first, each kind largest first, handed out in that order
+    // as workers come free: the run ends with the smallest tasks, so no worker waits long for
+    // another's last one. Measured on 24 whole files of unlike sizes (10 M Cloudflare lines,
+    // two threads): read phase 0.99 of the same tasks taken in input order by halves.
     tasks.sort_by_key(|t| match t {
-        Task::Stream { .. } => 0,
-        Task::Chunk { hash: true, .. }
-        | Task::Chunk {
-            begin: 0,
-            last: true,
+        Task::Stream { file } => (0, std::cmp::Reverse(inputs[*file as usize].size)),
+        Task::Chunk {
+            hash: true,
+            begin,
+            end,
             ..
-        } => 1,
-        Task::Chunk { .. } => 2,
+        }
+        | Task::Chunk {
+            begin: begin @ 0,
+            last: true,
+            end,
+            ..
+        } => (1, std::cmp::Reverse(end - begin)),
+        Task::Chunk { begin, end, .. } => (2, std::cmp::Reverse(end - begin)),
     });
     // A worker keeps its aggregator from task to task (its domain caches make the next one
     // fast) and hands its totals to the run's only once it holds more than its share of
@@ -316,71 +325,76 @@ fn read_pass(
     let pool: Mutex<Vec<Aggregator>> = Mutex::new(Vec::new());
     let take = || lock(&pool).pop().unwrap_or_else(fresh);
     let (lines_done, started) = (AtomicU64::new(0), std::time::Instant::now());
-    let reports: Vec<(u32, FileReport, Cut, Option<String>)> = tasks
+    let work = |task: Task| {
+        let mut agg = take();
+        let report = match task {
+            Task::Chunk {
+                file,
+                handle,
+                begin,
+                end,
+                last,
+                kind,
+                hash,
+            } => {
+                let span = Span { begin, end, hash };
+                let report = match read_chunk(&mut agg, file, &handle, span, kind, opts) {
+                    Ok((scanned, id)) => (
+                        file,
+                        FileReport {
+                            lines: scanned.lines,
+                            ..Default::default()
+                        },
+                        if scanned.open_quote && !last {
+                            Cut::Misaligned
+                        } else {
+                            Cut::Fine
+                        },
+                        id,
+                    ),
+                    Err(e) => (
+                        file,
+                        FileReport {
+                            error: Some(e.to_string()),
+                            ..Default::default()
+                        },
+                        Cut::Failed,
+                        None,
+                    ),
+                };
+                progress.inc(end - begin);
+                report
+            }
+            Task::Stream { file } => {
+                // A stream that fails half way contributes nothing: it is summed apart.
+                let mut local = fresh();
+                let input = &inputs[file as usize];
+                let hashing = hash[file as usize].then(|| Mutex::new((Xxh3::new(), 0u64)));
+                let report = read_stream(&mut local, file, input, opts, progress, &hashing);
+                if report.error.is_none() {
+                    agg.merge(local);
+                }
+                let id = hashing.and_then(|h| finish_hash(input, h).ok());
+                (file, report, Cut::Fine, id)
+            }
+        };
+        if agg.blocks_held() > hold {
+            agg.drain_into(&mut lock(&run_agg));
+        }
+        lock(&pool).push(agg);
+        let done = lines_done.fetch_add(report.1.lines, Ordering::Relaxed) + report.1.lines;
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        progress.set_message(format!("{:.2} M lines/s", rate / 1e6));
+        crate::failpoint::hit("read");
+        report
+    };
+    let queue = Mutex::new(tasks.into_iter());
+    let reports: Vec<(u32, FileReport, Cut, Option<String>)> = (0..rayon::current_num_threads())
         .into_par_iter()
         .with_max_len(1)
-        .map(|task| {
-            let mut agg = take();
-            let report = match task {
-                Task::Chunk {
-                    file,
-                    handle,
-                    begin,
-                    end,
-                    last,
-                    kind,
-                    hash,
-                } => {
-                    let span = Span { begin, end, hash };
-                    let report = match read_chunk(&mut agg, file, &handle, span, kind, opts) {
-                        Ok((scanned, id)) => (
-                            file,
-                            FileReport {
-                                lines: scanned.lines,
-                                ..Default::default()
-                            },
-                            if scanned.open_quote && !last {
-                                Cut::Misaligned
-                            } else {
-                                Cut::Fine
-                            },
-                            id,
-                        ),
-                        Err(e) => (
-                            file,
-                            FileReport {
-                                error: Some(e.to_string()),
-                                ..Default::default()
-                            },
-                            Cut::Failed,
-                            None,
-                        ),
-                    };
-                    progress.inc(end - begin);
-                    report
-                }
-                Task::Stream { file } => {
-                    // A stream that fails half way contributes nothing: it is summed apart.
-                    let mut local = fresh();
-                    let input = &inputs[file as usize];
-                    let hashing = hash[file as usize].then(|| Mutex::new((Xxh3::new(), 0u64)));
-                    let report = read_stream(&mut local, file, input, opts, progress, &hashing);
-                    if report.error.is_none() {
-                        agg.merge(local);
-                    }
-                    let id = hashing.and_then(|h| finish_hash(input, h).ok());
-                    (file, report, Cut::Fine, id)
-                }
-            };
-            if agg.blocks_held() > hold {
-                agg.drain_into(&mut lock(&run_agg));
-            }
-            lock(&pool).push(agg);
-            let done = lines_done.fetch_add(report.1.lines, Ordering::Relaxed) + report.1.lines;
-            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            progress.set_message(format!("{:.2} M lines/s", rate / 1e6));
-            crate::failpoint::hit("read");
-            report
+        .flat_map_iter(|_| {
+            let next = || lock(&queue).next();
+            std::iter::from_fn(next).map(work).collect::<Vec<_>>()
         })
         .collect();
     let mut agg = run_agg.into_inner().unwrap_or_else(|p| p.into_inner());
