@@ -16,7 +16,7 @@ const INLINE: usize = 6;
 const SPILLED: u16 = u16::MAX;
 const NONE: u32 = u32::MAX;
 
-/// Where `code` (at least 100) is among `codes`, all compared at once as 16-bit lanes of one
+/// Where `code` is first among `codes` (0: the first free place), all compared at once as 16-bit lanes of one
 /// number: which of a block's rows a line's code has changes from line to line, and a search
 /// that stops at it mispredicted its exit on most such lines.
 #[inline]
@@ -27,10 +27,10 @@ fn find_code(codes: &[u16; INLINE], code: u16) -> Option<usize> {
         .iter()
         .enumerate()
         .fold(0u128, |p, (i, &c)| p | u128::from(c) << (16 * i));
-    // Lanes past the codes hold 0, which no code equals.
     let x = packed ^ (ONES * u128::from(code));
-    // The lowest lane of `x` that is zero has its high bit set here, and no lane below it.
-    let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+    // The lowest lane of `x` that is zero has its high bit set here, and no lane below it;
+    // the lanes past the codes are left out (they hold 0, like a free place).
+    let zero = x.wrapping_sub(ONES) & !x & HIGHS & ((1 << (16 * INLINE)) - 1);
     (zero != 0).then(|| (zero.trailing_zeros() / 16) as usize)
 }
 
@@ -266,7 +266,7 @@ mod tests {
         #[test]
         fn a_code_is_found_where_a_search_finds_it(
             codes in prop::array::uniform6(prop_oneof![Just(0u16), Just(200), Just(206), 100u16..1000]),
-            code in prop_oneof![Just(200u16), Just(206), 100u16..1000],
+            code in prop_oneof![Just(0u16), Just(200), Just(206), 100u16..1000, any::<u16>()],
         ) {
             prop_assert_eq!(find_code(&codes, code), codes.iter().position(|&c| c == code));
         }
