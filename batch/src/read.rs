@@ -755,10 +755,8 @@ struct Window<'a> {
     hasher: Option<Xxh3>,
     /// The file offset of `buf[0]`.
     base: u64,
-    /// Bytes of `buf` held.
+    /// Bytes of `buf` held: the next byte to read is at `base + filled`.
     filled: usize,
-    /// The file offset of the next byte to read.
-    pos: u64,
     end: u64,
 }
 
@@ -783,13 +781,17 @@ impl<'a> Window<'a> {
             hasher: hash.then(Xxh3::new),
             base: from,
             filled: 0,
-            pos: from,
             end,
         }
     }
 
+    /// The file offset of the next byte to read.
+    fn pos(&self) -> u64 {
+        self.base + self.filled as u64
+    }
+
     fn eof(&self) -> bool {
-        self.pos == self.end
+        self.pos() == self.end
     }
 
     /// Reads after the bytes held, up to the end: at least one byte unless at the end. A
@@ -799,12 +801,13 @@ impl<'a> Window<'a> {
             let n = self.buf.len() * 2;
             self.buf.resize(n, 0);
         }
-        let want = (self.end - self.pos).min((self.buf.len() - self.filled) as u64) as usize;
+        let pos = self.pos();
+        let want = (self.end - pos).min((self.buf.len() - self.filled) as u64) as usize;
         if want == 0 {
             return Ok(());
         }
         let into = &mut self.buf[self.filled..self.filled + want];
-        let got = self.handle.read_at(into, self.pos)?;
+        let got = self.handle.read_at(into, pos)?;
         if got == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -815,7 +818,6 @@ impl<'a> Window<'a> {
             h.update(&into[..got]);
         }
         self.filled += got;
-        self.pos += got as u64;
         Ok(())
     }
 
