@@ -678,7 +678,7 @@ fn read_chunk(
     WINDOW_BUF.with_borrow_mut(|buf| {
         let mut w = Window::new(handle, buf, hash, from, end);
         let mut skip = (begin - from) as usize;
-        let (mut lines, mut consumed) = (0u64, 0usize);
+        let mut lines = 0u64;
         loop {
             w.fill()?;
             let eof = w.eof();
@@ -710,7 +710,6 @@ fn read_chunk(
                 }
             };
             lines += got.lines;
-            consumed += got.consumed;
             let mut open_quote = got.open_quote;
             if !eof && got.consumed == 0 && w.filled > max.saturating_add(2) {
                 // One record fills more than the longest kept (its CR and newline included):
@@ -718,7 +717,6 @@ fn read_chunk(
                 let quotes = matches!(reader, Reader::Csv(_));
                 let skipped = w.skip_record(agg, file, quotes)?;
                 lines += skipped.lines;
-                consumed += skipped.bytes;
                 if !skipped.at_eof {
                     continue;
                 }
@@ -727,8 +725,9 @@ fn read_chunk(
                 w.consume(got.consumed);
                 continue;
             }
+            // Everything from `begin` is consumed by now but what the last scan left.
             let scanned = scan::ScanEnd {
-                consumed,
+                consumed: w.base.saturating_sub(begin) as usize + got.consumed,
                 lines,
                 open_quote,
             };
@@ -763,7 +762,6 @@ struct Window<'a> {
 /// A record too long to keep, walked to its end by [`Window::skip_record`].
 struct Skipped {
     lines: u64,
-    bytes: usize,
     at_eof: bool,
     /// Whether it ended inside a quote (CSV).
     quoted: bool,
@@ -838,16 +836,13 @@ impl<'a> Window<'a> {
     ) -> io::Result<Skipped> {
         let at = self.base;
         let mut skip = Skip::new(0, &self.buf[..self.filled], quotes);
-        let mut bytes = self.filled;
         self.consume(self.filled);
         let ended = loop {
             self.fill()?;
             if let Some(i) = skip.feed(&self.buf[..self.filled]) {
-                bytes += i;
                 self.consume(i);
                 break false;
             }
-            bytes += self.filled;
             self.consume(self.filled);
             if self.eof() {
                 break true;
@@ -864,7 +859,6 @@ impl<'a> Window<'a> {
         let lines = skip.finish(agg, ended);
         Ok(Skipped {
             lines,
-            bytes,
             at_eof: ended,
             quoted,
         })
