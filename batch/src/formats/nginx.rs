@@ -148,6 +148,9 @@ struct Lit {
     mask: u64,
     /// Which of the reader's marked bytes its first byte is.
     class: usize,
+    /// Whether it starts with a space and follows an upstream list, whose own separators
+    /// (`, ` and ` : `) then do not end it.
+    ends_list: bool,
 }
 
 impl Lit {
@@ -162,7 +165,15 @@ impl Lit {
                 (1u64 << (8 * n)) - 1
             },
             class: 0,
+            ends_list: false,
         }
+    }
+
+    /// Whether `line` has this text at `at`, where it is known to have its first byte.
+    #[inline]
+    fn after_first(&self, line: &[u8], at: usize) -> bool {
+        // Most texts between fields are one byte (a space): nothing is left to compare.
+        self.bytes.len() == 1 || self.at(line, at)
     }
 
     /// Whether `line` has this text at `at`.
@@ -212,7 +223,12 @@ impl Steps {
             // Texts and variables alternate (adjacent texts are one, adjacent variables are
             // refused by `compile`).
             if let Piece::Var(role) = piece {
-                vars.push((*role, text(&mut pieces)));
+                let mut after = text(&mut pieces);
+                if let Some(t) = &mut after {
+                    t.ends_list = matches!(role, Role::Upstream | Role::UpstreamStatus)
+                        && t.bytes.first() == Some(&b' ');
+                }
+                vars.push((*role, after));
             }
         }
         Steps { head, vars }
@@ -221,23 +237,19 @@ impl Steps {
 
 /// Where a variable's value that starts at `at` ends: at the next `text`, except that an
 /// upstream list (`502, 200 : 304`) does not end inside one of its own separators. `next`
-/// gives the next place at or after a position where `text` may start.
+/// gives the next place at or after a position where `text`'s first byte is.
 #[inline]
 fn value_end(
     line: &[u8],
     at: usize,
     text: &Lit,
-    role: Role,
     next: &impl Fn(usize, &Lit) -> Option<usize>,
 ) -> Option<usize> {
-    let list = matches!(role, Role::Upstream | Role::UpstreamStatus);
-    let first = *text.bytes.first()?;
     let mut from = at;
     loop {
         let p = next(from, text)?;
-        if text.at(line, p) {
-            let inside = list
-                && first == b' '
+        if text.after_first(line, p) {
+            let inside = text.ends_list
                 && (line[..p].ends_with(b",")
                     || line[p..].starts_with(b" : ")
                     || line[..p].ends_with(b" :"));
@@ -324,7 +336,7 @@ impl Nginx {
         for (role, after) in &self.steps.vars {
             match after {
                 Some(text) => {
-                    let end = value_end(line, at, text, *role, &next)?;
+                    let end = value_end(line, at, text, &next)?;
                     vals[*role as usize] = Some(&line[at..end]);
                     at = end + text.bytes.len();
                 }
