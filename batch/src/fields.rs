@@ -1,6 +1,7 @@
 //! Field values of a log line, per SPEC.md section 7: times in four formats to a UTC minute,
 //! byte counts, host names. Pure functions, no allocation on the common path.
 
+use crate::formats::swar::word;
 use srctraffic::time::{days_from_civil, days_in_month};
 use std::borrow::Cow;
 
@@ -132,9 +133,38 @@ pub struct TimeParser {
     /// The last common-log date (`10/Dec/2019`) read, and its day.
     clf_date: [u8; 11],
     clf_day: i64,
-    /// The date, hour and minute (`2019-12-10T23:00`) of the last RFC 3339 UTC time read
-    /// (`Z`), and its minute: a JSON log's lines mostly fall in the minute of the line before.
-    stamp: Option<([u8; 16], i64)>,
+    /// The last RFC 3339 or common-log time read: a log's lines mostly fall in the minute of
+    /// the line before.
+    recent: Option<Recent>,
+}
+
+/// A time text read before, to tell a text that differs from it only in its seconds.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    /// The text as [`quad`] reads it.
+    words: [u64; 4],
+    /// Per word, the bytes to compare: all but the seconds' two digits.
+    masks: [u64; 4],
+    len: usize,
+    /// Where the seconds' two digits are.
+    seconds: usize,
+    minute: i64,
+}
+
+/// A text of 16 to 32 bytes as four words read at 0, 8, `len - 16` and `len - 8`: together
+/// they hold every byte, and comparing them is four compares, not a call to memcmp.
+#[inline]
+fn quad(b: &[u8]) -> Option<[u64; 4]> {
+    let n = b.len();
+    if !(16..=32).contains(&n) {
+        return None;
+    }
+    Some([
+        word(&b[..8]),
+        word(&b[8..16]),
+        word(&b[n - 16..n - 8]),
+        word(&b[n - 8..]),
+    ])
 }
 
 impl TimeParser {
@@ -209,20 +239,44 @@ impl TimeParser {
         }
     }
 
-    /// The minute of `b` if it is `YYYY-MM-DDTHH:MM:SSZ` in the minute of the last such time
-    /// read: its seconds checked and the rest compared as two words.
+    /// The minute of the last time read, where `b` differs from it only in its seconds and
+    /// those are seconds the full read takes (`00` to `60`): then that read gives the same.
     #[inline]
     fn same_minute(&self, b: &[u8]) -> Option<i64> {
-        let (stamp, minute) = self.stamp.as_ref()?;
-        let b: &[u8; 20] = b.try_into().ok()?;
-        match b {
-            [head @ .., b':', s1 @ b'0'..=b'6', s2 @ b'0'..=b'9', b'Z']
-                if (*s1 < b'6' || *s2 == b'0') && head == stamp =>
-            {
-                Some(*minute)
-            }
+        let r = self.recent.as_ref()?;
+        if b.len() != r.len {
+            return None;
+        }
+        let w = quad(b)?;
+        let differ = (0..4).fold(0, |d, i| d | ((w[i] ^ r.words[i]) & r.masks[i]));
+        if differ != 0 {
+            return None;
+        }
+        match b.get(r.seconds..r.seconds + 2)? {
+            [b'0'..=b'5', b'0'..=b'9'] | [b'6', b'0'] => Some(r.minute),
             _ => None,
         }
+    }
+
+    /// Keeps `b`, a time read as `minute` whose seconds' two digits are at `seconds`, for
+    /// [`TimeParser::same_minute`].
+    fn remember(&mut self, b: &[u8], seconds: usize, minute: i64) {
+        let (Some(words), n) = (quad(b), b.len()) else {
+            return;
+        };
+        let masks = [0, 8, n - 16, n - 8].map(|at| {
+            [seconds, seconds + 1]
+                .into_iter()
+                .filter(|s| (at..at + 8).contains(s))
+                .fold(u64::MAX, |m, s| m & !(0xFF << (8 * (s - at))))
+        });
+        self.recent = Some(Recent {
+            words,
+            masks,
+            len: n,
+            seconds,
+            minute,
+        });
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, `T` also as `t` or a space.
@@ -241,32 +295,29 @@ impl TimeParser {
             rest = &frac[n..];
         }
         let offset = match rest {
-            [b'Z'] if b.len() == 20 => {
-                let mut stamp = [0; 16];
-                stamp.copy_from_slice(&b[..16]);
-                self.stamp = Some((stamp, day * 1440 + minute));
-                0
-            }
             [b'Z' | b'z'] => 0,
             [sign @ (b'+' | b'-'), hh @ .., b':', m1, m2] if hh.len() == 2 => {
                 offset_minutes(*sign, digits(hh)?, digits(&[*m1, *m2])?)?
             }
             _ => return None,
         };
-        Some(day * 1440 + minute - offset)
+        let utc = day * 1440 + minute - offset;
+        self.remember(b, 17, utc);
+        Some(utc)
     }
 
     /// The common log format: `10/Dec/2019:20:00:13 +0800`, brackets optional.
-    fn common_log(&mut self, b: &[u8]) -> Option<i64> {
-        let b = b.strip_prefix(b"[").unwrap_or(b);
+    fn common_log(&mut self, text: &[u8]) -> Option<i64> {
+        let b = text.strip_prefix(b"[").unwrap_or(text);
+        let bracket = text.len() - b.len();
         let b = b.strip_suffix(b"]").unwrap_or(b);
         // A day of one digit (`9/Jun/2015:...`, as Alibaba Cloud CDN writes it) reads as `09`.
         let mut padded = [b'0'; 26];
-        let b = if b.len() == 25 && b.get(1) == Some(&b'/') {
+        let (b, pad) = if b.len() == 25 && b.get(1) == Some(&b'/') {
             padded[1..].copy_from_slice(b);
-            &padded[..]
+            (&padded[..], 1)
         } else {
-            b
+            (b, 0)
         };
         if b.len() != 26
             || b[2] != b'/'
@@ -281,7 +332,9 @@ impl TimeParser {
         let day = self.common_log_day(&b[..11])?;
         let minute = clock(&b[12..14], &b[15..17], &b[18..20])?;
         let offset = offset_minutes(b[21], digits(&b[22..24])?, digits(&b[24..26])?)?;
-        Some(day * 1440 + minute - offset)
+        let utc = day * 1440 + minute - offset;
+        self.remember(text, bracket + 18 - pad, utc);
+        Some(utc)
     }
 
     /// The day of a common-log date (`10/Dec/2019`), remembered from the line before.
@@ -360,6 +413,14 @@ mod tests {
         assert_eq!(p.minute(b"2019-12-10T20:00:59+01:00"), Some(SEED_2000 - 60));
         assert_eq!(p.minute(b"2019-12-10T20:01:00Z"), Some(SEED_2000 + 1));
         assert_eq!(p.minute(b"2019-12-10T20:00:59Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"[11/Dec/2019:04:00:13 +0800]"), Some(SEED_2000));
+        assert_eq!(p.minute(b"[11/Dec/2019:04:00:60 +0800]"), Some(SEED_2000));
+        assert_eq!(p.minute(b"[11/Dec/2019:04:00:61 +0800]"), None);
+        assert_eq!(
+            p.minute(b"[11/Dec/2019:04:00:13 +0900]"),
+            Some(SEED_2000 - 60)
+        );
+        assert_eq!(p.minute(b"11/Dec/2019:04:00:13 +0800]"), Some(SEED_2000));
     }
 
     #[test]
@@ -469,26 +530,37 @@ mod tests {
             }
         }
 
-        /// One parser over many RFC 3339 times, seconds and fractions or not, each often in
-        /// the minute of the one before (that minute remembered) or with a byte changed: each
-        /// reads as it does alone.
+        /// One parser over many RFC 3339 and common-log times (seconds and fractions or
+        /// not, zones, brackets, days of one digit), each often in the minute of the one
+        /// before (that minute remembered) or with a byte changed: each reads as it does
+        /// alone.
         #[test]
-        fn rfc3339_times_read_line_after_line_as_alone(
+        fn times_read_line_after_line_as_alone(
             times in proptest::collection::vec((
                 0i64..200,
-                any::<bool>(),
-                prop::option::of((0usize..24, any::<u8>())),
+                0usize..7,
+                prop::option::of((0usize..28, prop_oneof![
+                    any::<u8>(),
+                    proptest::sample::select(b"0569:/ +-TZ[]".to_vec()),
+                ])),
             ), 1..30),
         ) {
             let mut p = TimeParser::default();
-            for (step, frac, change) in times {
-                let secs = 1_575_979_170 + step;
+            for (step, layout, change) in times {
+                // Across a month's end in some zones, so days of one digit and two come.
+                let secs = 1_575_158_340 + step * 7;
                 let t = chrono::DateTime::from_timestamp(secs, 0).unwrap();
-                let mut s = if frac {
-                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().into_bytes()
-                } else {
-                    t.format("%Y-%m-%dT%H:%M:%SZ").to_string().into_bytes()
-                };
+                let east = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+                let mut s = match layout {
+                    0 => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    1 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    2 => t.with_timezone(&east).format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    3 => t.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+                    4 => t.with_timezone(&east).format("[%d/%b/%Y:%H:%M:%S %z]").to_string(),
+                    5 => t.with_timezone(&east).format("[%-d/%b/%Y:%H:%M:%S %z]").to_string(),
+                    _ => t.format("%-d/%b/%Y:%H:%M:%S -0130").to_string(),
+                }
+                .into_bytes();
                 if let Some(c) = change.and_then(|(at, byte)| Some((s.get_mut(at)?, byte))) {
                     *c.0 = c.1;
                 }
