@@ -110,7 +110,18 @@ impl Shape {
             }
             at = end;
         }
-        line.len() - at == self.tail.len() && line[at..] == self.tail[..]
+        let n = self.tail.len();
+        if line.len() - at != n {
+            return false;
+        }
+        // The tail is a closing brace or a few bytes: its bytes compared as the top of the
+        // line's last word, not by a call to memcmp (1.4% of a Cloudflare run).
+        match line.len().checked_sub(8) {
+            Some(last) if (1..=8).contains(&n) => {
+                word(&line[last..]) >> (64 - 8 * n) == word(&self.tail)
+            }
+            _ => line[at..] == self.tail[..],
+        }
     }
 
     /// Takes the shape of `line`, read in full into `spans` (its members' values in order).
