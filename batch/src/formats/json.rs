@@ -514,15 +514,18 @@ impl LineFormat for Cloudflare {
             return Line::Bad(Reason::BadTime);
         };
         let code = status(origin_status);
-        let cache_text = cache.and_then(Raw::text);
-        let origin = match (self.origin.is_set(), &cache_text) {
-            (true, Some(c)) => self.origin.matches(c).unwrap_or(false),
-            (true, None) => false,
-            (false, _) if origin_status.is_some() => code.is_some(),
-            (false, Some(c)) => CF_ORIGIN
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(c.trim_ascii())),
-            (false, None) => false,
+        // The cache status is read only where it decides: by default a line with an origin
+        // status is decided by that.
+        let origin = match (self.origin.is_set(), origin_status.is_some()) {
+            (false, true) => code.is_some(),
+            (true, _) => cache
+                .and_then(Raw::text)
+                .is_some_and(|c| self.origin.matches(&c) == Some(true)),
+            (false, false) => cache.and_then(Raw::text).is_some_and(|c| {
+                CF_ORIGIN
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(c.trim_ascii()))
+            }),
         };
         if !origin {
             return Line::Cached;
