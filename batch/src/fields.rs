@@ -109,6 +109,67 @@ fn clock(hours: &[u8], minutes: &[u8], seconds: &[u8]) -> Option<i64> {
     Some(h * 60 + m)
 }
 
+/// How many ASCII digits `b` starts with, and their value (modulo 2^64, exact up to 19
+/// digits), read eight at a time: a Unix time's ten to nineteen digits one by one were a
+/// chain of a multiply and an add per digit on every JSON log line.
+#[inline]
+fn leading_digits(b: &[u8]) -> (usize, u64) {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const POW10: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    let mut lead = 0;
+    let mut n = 0u64;
+    while let Some(w) = b.get(lead..lead + 8) {
+        let x = word(w) ^ ZEROS;
+        // A byte's high bit here where it is no digit: past 9 after the xor (the add sets
+        // its high bit) or a byte of 0x80 and up. A carry only runs upward, so the lowest
+        // mark is the first byte that is no digit.
+        let not_digit = (x.wrapping_add(0x7676_7676_7676_7676) | x) & 0x8080_8080_8080_8080;
+        let k = (not_digit.trailing_zeros() / 8) as usize;
+        if k == 0 {
+            return (lead, n);
+        }
+        // The digits moved to the word's top, behind zeros, read as one number.
+        let v = eight_digits(if k == 8 { x } else { x << (8 * (8 - k)) });
+        n = n.wrapping_mul(POW10[k]).wrapping_add(v);
+        lead += k;
+        if k < 8 {
+            return (lead, n);
+        }
+    }
+    for &c in &b[lead..] {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        lead += 1;
+    }
+    (lead, n)
+}
+
+/// The number whose eight decimal digits (0 to 9 each, the first in the lowest byte) `x`
+/// holds: pairs, then fours, then all eight combined by multiplies.
+#[inline]
+fn eight_digits(x: u64) -> u64 {
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let x = x.wrapping_mul(10).wrapping_add(x >> 8);
+    ((x & MASK)
+        .wrapping_mul(MUL1)
+        .wrapping_add(((x >> 16) & MASK).wrapping_mul(MUL2)))
+        >> 32
+}
+
 /// Without ASCII blanks at either end.
 pub fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()
@@ -180,15 +241,7 @@ impl TimeParser {
         // One pass over the leading digits tells Unix times from the rest and reads their
         // value (exact up to 19 digits, all a u64 holds), without a search for the dot (a call
         // into memchr on every line) or a second pass.
-        let mut lead = 0;
-        let mut n = 0u64;
-        for &c in b {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-            lead += 1;
-        }
+        let (lead, n) = leading_digits(b);
         let per_minute = match lead {
             19 => 60_000_000_000,
             13 => 60_000,
@@ -505,6 +558,27 @@ mod tests {
     }
 
     proptest! {
+        /// Digits read eight at a time are the digits read one by one, wherever the first
+        /// byte that is no digit is and whatever it is.
+        #[test]
+        fn leading_digits_are_read_as_one_by_one(
+            b in proptest::collection::vec(prop_oneof![
+                8 => proptest::sample::select(b"0123456789".to_vec()),
+                1 => any::<u8>(),
+            ], 0..30),
+        ) {
+            let mut lead = 0;
+            let mut n = 0u64;
+            for &c in &b {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                lead += 1;
+            }
+            prop_assert_eq!(leading_digits(&b), (lead, n));
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_the_field_parsers(b in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = TimeParser::default().minute(&b);
