@@ -40,9 +40,18 @@ fn unquote_quoted(b: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Whether a scheme is HTTPS (`https`, or `wss` for WebSockets over TLS), in any case.
+#[inline]
 pub fn is_https(b: &[u8]) -> bool {
-    let b = trim(b);
-    b.eq_ignore_ascii_case(b"https") || b.eq_ignore_ascii_case(b"wss")
+    // Every byte of either name is a letter, so a byte equals its letter in any case exactly
+    // when it does with the lower-case bit set: one compare, not a case-folding loop a byte
+    // at a time on every line.
+    match *trim(b) {
+        [a, b, c, d, e] => {
+            u64::from_le_bytes([a, b, c, d, e, 0, 0, 0]) | 0x20_2020_2020 == 0x73_7074_7468
+        }
+        [a, b, c] => u32::from_le_bytes([a, b, c, 0]) | 0x20_2020 == 0x73_7377,
+        _ => false,
+    }
 }
 
 /// An HTTP status code, 100 to 999; `-`, empty or anything else is none (the line still
@@ -72,6 +81,11 @@ pub fn parse_bytes(b: &[u8]) -> Option<u64> {
     }
     if b.is_empty() || b.len() > 20 {
         return None;
+    }
+    // Up to 19 digits (every count a line may carry) their value is exact.
+    let (lead, n) = leading_digits(b);
+    if lead == b.len() && lead <= 19 {
+        return (n <= MAX_LINE_BYTES_VALUE).then_some(n);
     }
     b.iter()
         .try_fold(0u64, |acc, &c| {
@@ -540,6 +554,30 @@ mod tests {
     }
 
     #[test]
+    fn https_and_wss_in_any_case_are_https() {
+        for (s, want) in [
+            ("https", true),
+            (" HTTPS ", true),
+            ("HtTpS", true),
+            ("wss", true),
+            ("WSS", true),
+            ("http", false),
+            ("ws", false),
+            ("httpss", false),
+            ("hTTp\x13", false),
+            ("", false),
+        ] {
+            assert_eq!(is_https(s.as_bytes()), want, "{s}");
+        }
+        // No byte but the letter itself (either case) reads as that letter.
+        for byte in 0..=255u8 {
+            let mut b = *b"https";
+            b[2] = byte;
+            assert_eq!(is_https(&b), byte.eq_ignore_ascii_case(&b't'), "{byte}");
+        }
+    }
+
+    #[test]
     fn domains_lose_case_ports_and_trailing_dots() {
         assert_eq!(
             domain(b" Img.Example.COM.:8080 ").unwrap().as_str(),
@@ -577,6 +615,17 @@ mod tests {
                 lead += 1;
             }
             prop_assert_eq!(leading_digits(&b), (lead, n));
+            let checked = b.iter().try_fold(0u64, |acc, &c| {
+                c.is_ascii_digit().then(|| acc.checked_mul(10)?.checked_add(u64::from(c - b'0')))?
+            });
+            let want = match trim(&b) {
+                b"-" => Some(0),
+                t if t.is_empty() || t.len() > 20 => None,
+                _ => checked.filter(|&n| n <= MAX_LINE_BYTES_VALUE),
+            };
+            if trim(&b).len() == b.len() {
+                prop_assert_eq!(parse_bytes(&b), want);
+            }
         }
 
         #[test]

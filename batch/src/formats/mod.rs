@@ -140,11 +140,11 @@ impl OriginRule {
     }
 
     /// Whether `status` is one of the flag's (any case); `None` when the flag was not given.
+    #[inline]
     pub fn matches(&self, status: &[u8]) -> Option<bool> {
+        let list = self.0.as_ref()?;
         let status = status.trim_ascii();
-        self.0
-            .as_ref()
-            .map(|list| list.iter().any(|s| s.eq_ignore_ascii_case(status)))
+        Some(list.iter().any(|s| s.eq_ignore_ascii_case(status)))
     }
 }
 
