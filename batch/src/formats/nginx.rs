@@ -127,6 +127,12 @@ impl NginxFormat {
 
 /// Sums an upstream list (`123, 456 : 789`); `None` when every entry is `-` (no upstream).
 fn upstream_sum(v: &[u8]) -> Option<Option<u64>> {
+    // One upstream's count, as on most lines, read as it is: a list is not one count.
+    if v.first().is_some_and(u8::is_ascii_digit)
+        && let Some(n) = fields::parse_bytes(v)
+    {
+        return Some(Some(n));
+    }
     let mut sum: Option<u64> = None;
     for part in v.split(|&b| b == b',' || b == b':') {
         let part = part.trim_ascii();
@@ -383,10 +389,13 @@ impl LineFormat for Nginx {
             return Line::Cached;
         };
         // The last upstream's status is the one that answered.
-        let upstream_status = get(Role::UpstreamStatus)
-            .rsplit(|&b| b == b',' || b == b':')
-            .next()
-            .and_then(fields::parse_status);
+        let upstream_status = get(Role::UpstreamStatus);
+        let upstream_status = fields::parse_status(upstream_status).or_else(|| {
+            upstream_status
+                .rsplit(|&b| b == b',' || b == b':')
+                .next()
+                .and_then(fields::parse_status)
+        });
         Line::Fetch(Parsed {
             minute,
             domain: Cow::Borrowed(get(Role::Host)),
