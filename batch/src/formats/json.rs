@@ -415,16 +415,30 @@ fn unescape(s: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+impl Raw<'_> {
+    /// `read` of the value's text, `None` where it has none (as [`Raw::text`]): the text is
+    /// lent as it lies in the line unless it has escapes, with no `Cow` made and matched.
+    #[inline(always)]
+    fn read<T>(self, read: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        match self {
+            Raw::Str(s, false) => read(s),
+            Raw::Bare(b"null") | Raw::Nested => None,
+            Raw::Bare(b) => read(b),
+            Raw::Str(s, true) => read(&unescape(s)),
+        }
+    }
+}
+
 fn minute(v: Option<Raw<'_>>, time: &mut TimeParser) -> Option<i64> {
-    time.minute(&v?.text()?)
+    v?.read(|t| time.minute(t))
 }
 
 fn bytes(v: Raw<'_>) -> Option<u64> {
-    fields::parse_bytes(&v.text()?)
+    v.read(fields::parse_bytes)
 }
 
 fn status(v: Option<Raw<'_>>) -> Option<u16> {
-    fields::parse_status(&v?.text()?)
+    v?.read(fields::parse_status)
 }
 
 /// An origin fetch from its members, or the reason it cannot be one.
@@ -445,9 +459,7 @@ fn fetch<'a>(
         minute,
         domain,
         bytes,
-        https: scheme
-            .and_then(Raw::text)
-            .is_some_and(|s| fields::is_https(&s)),
+        https: scheme.is_some_and(|s| s.read(|t| Some(fields::is_https(t))) == Some(true)),
         status,
     })
 }
