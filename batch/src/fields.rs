@@ -223,6 +223,8 @@ struct Recent {
     len: usize,
     /// Where the seconds' two digits are.
     seconds: usize,
+    /// How many digits of a fraction follow them after a dot (`.441`), or 0.
+    fraction: usize,
     minute: i64,
 }
 
@@ -307,7 +309,8 @@ impl TimeParser {
     }
 
     /// The minute of the last time read, where `b` differs from it only in its seconds and
-    /// those are seconds the full read takes (`00` to `60`): then that read gives the same.
+    /// their fraction's digits, those seconds the full read takes (`00` to `60`) and that
+    /// fraction all digits: then that read gives the same.
     #[inline]
     fn same_minute(&self, b: &[u8]) -> Option<i64> {
         let r = self.recent.as_ref()?;
@@ -319,21 +322,27 @@ impl TimeParser {
         if differ != 0 {
             return None;
         }
+        let fraction = b.get(r.seconds + 3..r.seconds + 3 + r.fraction)?;
         match b.get(r.seconds..r.seconds + 2)? {
-            [b'0'..=b'5', b'0'..=b'9'] | [b'6', b'0'] => Some(r.minute),
+            [b'0'..=b'5', b'0'..=b'9'] | [b'6', b'0']
+                if fraction.iter().all(u8::is_ascii_digit) =>
+            {
+                Some(r.minute)
+            }
             _ => None,
         }
     }
 
-    /// Keeps `b`, a time read as `minute` whose seconds' two digits are at `seconds`, for
-    /// [`TimeParser::same_minute`].
-    fn remember(&mut self, b: &[u8], seconds: usize, minute: i64) {
+    /// Keeps `b`, a time read as `minute` whose seconds' two digits are at `seconds` and
+    /// whose `fraction` digits follow them after a dot, for [`TimeParser::same_minute`].
+    fn remember(&mut self, b: &[u8], seconds: usize, fraction: usize, minute: i64) {
         let (Some(words), n) = (quad(b), b.len()) else {
             return;
         };
+        let digits = (seconds..seconds + 2).chain(seconds + 3..seconds + 3 + fraction);
         let masks = [0, 8, n - 16, n - 8].map(|at| {
-            [seconds, seconds + 1]
-                .into_iter()
+            digits
+                .clone()
                 .filter(|s| (at..at + 8).contains(s))
                 .fold(u64::MAX, |m, s| m & !(0xFF << (8 * (s - at))))
         });
@@ -342,6 +351,7 @@ impl TimeParser {
             masks,
             len: n,
             seconds,
+            fraction,
             minute,
         });
     }
@@ -354,12 +364,13 @@ impl TimeParser {
         let day = self.day_of(&b[..10])?;
         let minute = clock(&b[11..13], &b[14..16], &b[17..19])?;
         let mut rest = &b[19..];
+        let mut fraction = 0;
         if let [b'.', frac @ ..] = rest {
-            let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-            if n == 0 {
+            fraction = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+            if fraction == 0 {
                 return None;
             }
-            rest = &frac[n..];
+            rest = &frac[fraction..];
         }
         let offset = match rest {
             [b'Z' | b'z'] => 0,
@@ -369,7 +380,7 @@ impl TimeParser {
             _ => return None,
         };
         let utc = day * 1440 + minute - offset;
-        self.remember(b, 17, utc);
+        self.remember(b, 17, fraction, utc);
         Some(utc)
     }
 
@@ -400,7 +411,7 @@ impl TimeParser {
         let minute = clock(&b[12..14], &b[15..17], &b[18..20])?;
         let offset = offset_minutes(b[21], digits(&b[22..24])?, digits(&b[24..26])?)?;
         let utc = day * 1440 + minute - offset;
-        self.remember(text, bracket + 18 - pad, utc);
+        self.remember(text, bracket + 18 - pad, 0, utc);
         Some(utc)
     }
 
@@ -488,6 +499,12 @@ mod tests {
             Some(SEED_2000 - 60)
         );
         assert_eq!(p.minute(b"11/Dec/2019:04:00:13 +0800]"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:13.441Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:59.999Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:59.9a9Z"), None);
+        assert_eq!(p.minute(b"2019-12-10T20:00:59.99ZZ"), None);
+        assert_eq!(p.minute(b"2019-12-10T20:00:60.000Z"), Some(SEED_2000));
+        assert_eq!(p.minute(b"2019-12-10T20:00:61.000Z"), None);
     }
 
     #[test]
