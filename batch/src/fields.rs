@@ -213,12 +213,13 @@ pub struct TimeParser {
     recent: Option<Recent>,
 }
 
-/// A time text read before, to tell a text that differs from it only in its seconds.
+/// A time text read before, to tell a text that differs from it only in its seconds (and
+/// their fraction's digits).
 #[derive(Debug, Clone, Copy)]
 struct Recent {
     /// The text as [`quad`] reads it.
     words: [u64; 4],
-    /// Per word, the bytes to compare: all but the seconds' two digits.
+    /// Per word, the bytes to compare: all but the seconds' two digits and the fraction's.
     masks: [u64; 4],
     len: usize,
     /// Where the seconds' two digits are.

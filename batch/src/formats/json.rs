@@ -868,9 +868,9 @@ mod tests {
 
         /// Lines written by one logger (the same keys in the same order, the values and the
         /// blanks changing, now and then a piece of JSON's punctuation put in anywhere or in
-        /// the place of a byte): read
-        /// one after the other, each by the shape of the last where it fits, every line is
-        /// accepted or refused and its members found as when it is read alone.
+        /// the place of a byte): read one after the other, each by the shape of the last where
+        /// it fits, every line is accepted or refused and its members found as when it is read
+        /// alone.
         #[test]
         fn lines_read_by_the_last_shape_read_as_if_alone(
             keys in prop::collection::vec(
