@@ -82,20 +82,14 @@ pub fn parse_bytes(b: &[u8]) -> Option<u64> {
     if b.is_empty() || b.len() > 20 {
         return None;
     }
-    // Up to 19 digits (every count a line may carry) their value is exact.
+    // Up to 19 digits the value read is exact; 20 are under the limit only behind a zero.
+    let b = if b.len() == 20 {
+        b.strip_prefix(b"0")?
+    } else {
+        b
+    };
     let (lead, n) = leading_digits(b);
-    if lead == b.len() && lead <= 19 {
-        return (n <= MAX_LINE_BYTES_VALUE).then_some(n);
-    }
-    b.iter()
-        .try_fold(0u64, |acc, &c| {
-            if c.is_ascii_digit() {
-                acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-            } else {
-                None
-            }
-        })
-        .filter(|&n| n <= MAX_LINE_BYTES_VALUE)
+    (lead == b.len() && n <= MAX_LINE_BYTES_VALUE).then_some(n)
 }
 
 /// The largest UTC offset in use anywhere (Kiribati's +14:00, and -12:00 the other way;
