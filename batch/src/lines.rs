@@ -1,6 +1,6 @@
 //! Drives a [`LineFormat`] over a buffer of whole lines, into an [`Aggregator`].
 
-use crate::aggregate::{Aggregator, Fetch};
+use crate::aggregate::{Aggregator, Fetch, Pending};
 use crate::fields::TimeParser;
 use crate::formats::alibaba::Alibaba;
 use crate::formats::cloudfront::Cloudfront;
@@ -8,6 +8,7 @@ use crate::formats::json::{Cloudflare, JsonFields, Jsonl};
 use crate::formats::nginx::{Nginx, NginxFormat};
 use crate::formats::{Format, Line, LineFormat, OriginRule};
 use crate::rejects::Reason;
+use std::borrow::Cow;
 
 /// Which formats a run reads and how: `--format` and the flags of each.
 #[derive(Debug, Clone, Default)]
@@ -176,6 +177,7 @@ pub fn feed<F: LineFormat + ?Sized>(
 ) -> Fed {
     let mut start = 0;
     let mut line = first_line;
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         let end = match memchr::memchr(b'\n', &buf[start..]) {
             Some(i) => start + i,
@@ -184,28 +186,36 @@ pub fn feed<F: LineFormat + ?Sized>(
         };
         let raw = &buf[start..end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        one(format, time, raw, line, max_line, agg);
+        one(format, time, raw, line, max_line, agg, &mut batch);
         line += 1;
         start = (end + 1).min(buf.len());
         if end == buf.len() {
             break;
         }
     }
+    agg.fetch_all(&batch);
     Fed {
         consumed: start,
         lines: line - first_line,
     }
 }
 
-/// One line into the aggregator.
+/// Origin fetches held back to be added together ([`Aggregator::fetch_all`]): added one at
+/// a time, each line's waits on memory came after its whole parse, in series (nginx 0.96 of
+/// the time with them batched, 10M lines, one thread).
+const BATCH: usize = 32;
+
+/// One line into the aggregator: an origin fetch whose domain is lent by the line joins
+/// `batch` (added when it is full), the rest are counted at once.
 #[inline]
-pub fn one<F: LineFormat + ?Sized>(
+fn one<'a, F: LineFormat + ?Sized>(
     format: &mut F,
     time: &mut TimeParser,
-    raw: &[u8],
+    raw: &'a [u8],
     line: u64,
     max_line: usize,
     agg: &mut Aggregator,
+    batch: &mut Vec<Pending<'a>>,
 ) {
     if raw.len() > max_line {
         return agg.bad_line(Reason::LineTooLong, line, raw);
@@ -214,17 +224,40 @@ pub fn one<F: LineFormat + ?Sized>(
         Line::Skip => {}
         Line::Cached => agg.served_from_cache(),
         Line::Bad(reason) => agg.bad_line(reason, line, raw),
-        Line::Fetch(p) => agg.fetch(
-            &Fetch {
-                minute: p.minute,
-                domain: &p.domain,
-                bytes: p.bytes,
-                https: p.https,
-                status: p.status,
-            },
-            line,
-            raw,
-        ),
+        Line::Fetch(p) => {
+            let (minute, bytes, https, status) = (p.minute, p.bytes, p.https, p.status);
+            match p.domain {
+                Cow::Borrowed(domain) => {
+                    batch.push(Pending {
+                        fetch: Fetch {
+                            minute,
+                            domain,
+                            bytes,
+                            https,
+                            status,
+                        },
+                        line,
+                        raw,
+                    });
+                    if batch.len() == BATCH {
+                        agg.fetch_all(batch);
+                        batch.clear();
+                    }
+                }
+                // A decoded domain (CloudFront's URL-encoded hosts) lives only as long as
+                // this line.
+                Cow::Owned(domain) => {
+                    let fetch = Fetch {
+                        minute,
+                        domain: &domain,
+                        bytes,
+                        https,
+                        status,
+                    };
+                    agg.fetch(&fetch, line, raw)
+                }
+            }
+        }
     }
 }
 
@@ -253,5 +286,54 @@ mod tests {
             }
         );
         assert_eq!(agg.rejects.counts[Reason::LineTooLong.index()], 1);
+    }
+
+    proptest::proptest! {
+        /// Lines fed (their fetches added in batches) come to the same totals, counters and
+        /// rejects as each line's fetch added on its own, with future lines, bad domains,
+        /// expired minutes and bad lines among them, over more lines than a batch.
+        #[test]
+        fn batched_adds_equal_adds_one_at_a_time(
+            lines in proptest::collection::vec(
+                (0usize..6, proptest::sample::select(vec!["a.com", "B.com", "c.org", "bad domain", "a.com:8080"]),
+                 0u64..1000, 0usize..4),
+                0..150),
+        ) {
+            let f = NginxFormat::compile("[$time_iso8601] $host $status $upstream_bytes_received").unwrap();
+            let times = ["2019-12-10T20:00:13Z", "2019-12-10T21:59:00Z", "2019-12-11T00:00:00Z",
+                "2030-01-01T00:00:00Z", "2019-11-01T00:00:00Z", "nope"];
+            let statuses = ["200", "304", "502", "-"];
+            let text: String = lines.iter().map(|(t, host, bytes, st)| {
+                format!("[{}] {host} {} {bytes}\n", times[*t], statuses[*st])
+            }).collect();
+            // Days from 2019-12-01 on are kept; the ceiling is 2019-12-12.
+            let floor = srctraffic::time::days_from_civil(2019, 12, 1);
+            let ceiling = srctraffic::time::days_from_civil(2019, 12, 12) * 1440;
+            let mut batched = Aggregator::new(floor, ceiling, true);
+            let mut fmt = Nginx::new(f.clone(), OriginRule::default());
+            feed(&mut fmt, &mut TimeParser::default(), text.as_bytes(), true, 1, 1 << 20, &mut batched);
+
+            let mut single = Aggregator::new(floor, ceiling, true);
+            let mut fmt = Nginx::new(f, OriginRule::default());
+            let mut time = TimeParser::default();
+            for (i, raw) in text.lines().enumerate() {
+                let line = i as u64 + 1;
+                match fmt.parse(raw.as_bytes(), &mut time) {
+                    Line::Fetch(p) => single.fetch(&Fetch {
+                        minute: p.minute, domain: &p.domain, bytes: p.bytes, https: p.https, status: p.status,
+                    }, line, raw.as_bytes()),
+                    Line::Bad(r) => single.bad_line(r, line, raw.as_bytes()),
+                    Line::Cached => single.served_from_cache(),
+                    Line::Skip => {}
+                }
+            }
+            let key = |a: &Aggregator| (a.stats.records, a.stats.accepted, a.stats.expired, a.stats.bytes,
+                a.stats.max_minute, a.rejects.counts, a.rejects.kept.iter().map(|r| (r.at, r.reason)).collect::<Vec<_>>());
+            let (mut kb, mut ks) = (key(&batched), key(&single));
+            kb.6.sort();
+            ks.6.sort();
+            proptest::prop_assert_eq!(kb, ks);
+            proptest::prop_assert_eq!(batched.into_cells(), single.into_cells());
+        }
     }
 }
