@@ -403,9 +403,26 @@ impl Aggregator {
 
     /// Moves this worker's totals, counters and rejects into the run's aggregator, keeping
     /// only what makes the next task fast (domain names, the parsed-spelling cache) and the
-    /// blocks' allocation, so a worker's memory stays bounded.
+    /// blocks' allocation, so a worker's memory stays bounded. A run that holds nothing yet
+    /// takes the worker's blocks whole, with the names whose ids they use: a copy of them
+    /// block by block was 2% of a one-thread run (measured on nginx, 10M lines).
     pub fn drain_into(&mut self, run: &mut Aggregator) {
-        run.add_blocks(self);
+        if run.keys.is_empty() && run.names.is_empty() {
+            use std::mem::swap;
+            run.names.clone_from(&self.names);
+            run.ids.clone_from(&self.ids);
+            swap(&mut run.last, &mut self.last);
+            self.last = vec![(i64::MIN, 0); self.names.len()];
+            swap(&mut run.keys, &mut self.keys);
+            swap(&mut run.blocks, &mut self.blocks);
+            swap(&mut run.block_of, &mut self.block_of);
+            swap(&mut run.primary, &mut self.primary);
+            swap(&mut run.https_of, &mut self.https_of);
+            swap(&mut run.https_rows, &mut self.https_rows);
+            swap(&mut run.statuses, &mut self.statuses);
+        } else {
+            run.add_blocks(self);
+        }
         run.stats.add(std::mem::take(&mut self.stats));
         let rejects = std::mem::replace(&mut self.rejects, Rejects::new(self.keep_all_rejects));
         run.rejects.merge(rejects);
