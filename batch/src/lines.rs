@@ -164,7 +164,8 @@ impl<F: LineFormat> Feed for F {
 
 /// Feeds every complete line of `buf` (at `eof` the last needs no newline) to `format` and the
 /// result to `agg`. `first_line` is the line number of `buf[0]`; a line longer than
-/// `max_line` bytes is rejected as too long.
+/// `max_line` bytes is rejected as too long. A format that reads lines by their marks
+/// ([`LineFormat::marks`]) gets each line marked as its end is found.
 #[inline]
 pub fn feed<F: LineFormat + ?Sized>(
     format: &mut F,
@@ -178,6 +179,41 @@ pub fn feed<F: LineFormat + ?Sized>(
     let mut start = 0;
     let mut line = first_line;
     let mut batch = Vec::with_capacity(BATCH);
+    if let Some((marker, bytes)) = format.marks() {
+        let mut marks: [Vec<u64>; 4] = Default::default();
+        while let Some(rest) = buf.get(start..).filter(|r| !r.is_empty()) {
+            let end = match marker.mark_line(rest, bytes, &mut marks) {
+                Some(i) => start + i,
+                None if eof => buf.len(),
+                None => break,
+            };
+            let raw = &buf[start..end];
+            let cut = raw.strip_suffix(b"\r");
+            let raw = cut.unwrap_or(raw);
+            if raw.len() > max_line {
+                agg.bad_line(Reason::LineTooLong, line, raw);
+            } else {
+                if cut.is_some() {
+                    // The CR is no part of the line: neither is a mark of it.
+                    let (word, bit) = (raw.len() / 64, raw.len() % 64);
+                    for m in &mut marks {
+                        if let Some(w) = m.get_mut(word) {
+                            *w &= !(1u64 << bit);
+                        }
+                    }
+                }
+                let parsed = format.parse_marked(raw, &marks, time);
+                add(parsed, raw, line, agg, &mut batch);
+            }
+            line += 1;
+            start = (end + 1).min(buf.len());
+        }
+        agg.fetch_all(&batch);
+        return Fed {
+            consumed: start,
+            lines: line - first_line,
+        };
+    }
     loop {
         let end = match memchr::memchr(b'\n', &buf[start..]) {
             Some(i) => start + i,
@@ -220,7 +256,19 @@ fn one<'a, F: LineFormat + ?Sized>(
     if raw.len() > max_line {
         return agg.bad_line(Reason::LineTooLong, line, raw);
     }
-    match format.parse(raw, time) {
+    add(format.parse(raw, time), raw, line, agg, batch);
+}
+
+/// A line read, into the aggregator (see [`one`]).
+#[inline(always)]
+fn add<'a>(
+    parsed: Line<'a>,
+    raw: &'a [u8],
+    line: u64,
+    agg: &mut Aggregator,
+    batch: &mut Vec<Pending<'a>>,
+) {
+    match parsed {
         Line::Skip => {}
         Line::Cached => agg.served_from_cache(),
         Line::Bad(reason) => agg.bad_line(reason, line, raw),
@@ -289,22 +337,28 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Lines fed (their fetches added in batches) come to the same totals, counters and
-        /// rejects as each line's fetch added on its own, with future lines, bad domains,
-        /// expired minutes and bad lines among them, over more lines than a batch.
+        /// Lines fed (each marked as its end is found, their fetches added in batches) come
+        /// to the same totals, counters and rejects as each line read and added on its own,
+        /// with future lines, bad domains, expired minutes, bad lines, CRs and lines longer
+        /// than a block of marks among them, over more lines than a batch.
         #[test]
         fn batched_adds_equal_adds_one_at_a_time(
             lines in proptest::collection::vec(
                 (0usize..6, proptest::sample::select(vec!["a.com", "B.com", "c.org", "bad domain", "a.com:8080"]),
-                 0u64..1000, 0usize..4),
+                 0u64..1000, 0usize..4, 0usize..140, proptest::bool::ANY,
+                 proptest::option::weighted(0.2, 0usize..200)),
                 0..150),
         ) {
-            let f = NginxFormat::compile("[$time_iso8601] $host $status $upstream_bytes_received").unwrap();
+            let f = NginxFormat::compile("[$time_iso8601] $host $status $upstream_bytes_received \"$http_user_agent\"").unwrap();
             let times = ["2019-12-10T20:00:13Z", "2019-12-10T21:59:00Z", "2019-12-11T00:00:00Z",
                 "2030-01-01T00:00:00Z", "2019-11-01T00:00:00Z", "nope"];
             let statuses = ["200", "304", "502", "-"];
-            let text: String = lines.iter().map(|(t, host, bytes, st)| {
-                format!("[{}] {host} {} {bytes}\n", times[*t], statuses[*st])
+            // Some lines cut short: they do not match, and their reads search past their end.
+            let text: String = lines.iter().map(|(t, host, bytes, st, ua, cr, cut)| {
+                let (ua, cr) = ("ab ".repeat(*ua / 3), if *cr { "\r" } else { "" });
+                let mut l = format!("[{}] {host} {} {bytes} \"{ua}\"", times[*t], statuses[*st]);
+                l.truncate(cut.unwrap_or(l.len()).min(l.len()));
+                format!("{l}{cr}\n")
             }).collect();
             // Days from 2019-12-01 on are kept; the ceiling is 2019-12-12.
             let floor = srctraffic::time::days_from_civil(2019, 12, 1);

@@ -46,7 +46,7 @@ const ENDS: [u8; 3] = [b' ', b'"', b']'];
 /// The first `N` tokens: `[...]` and `"..."` (with `\"` inside) are one token each, without
 /// their brackets or quotes; `None` if a bracket or quote is never closed. `find(from, b)` is
 /// where `b` (one of [`ENDS`]) next is at or after `from`.
-#[inline]
+#[inline(always)]
 fn tokens<'a, const N: usize>(
     line: &'a [u8],
     out: &mut [&'a [u8]; N],
@@ -92,6 +92,7 @@ fn tokens<'a, const N: usize>(
 
 /// Scheme and host of the URL in a request field (`GET http://host:port/path HTTP/1.1`): the
 /// first word with `://` in it.
+#[inline(always)]
 fn url_parts(request: &[u8]) -> Option<(&[u8], &[u8])> {
     let sep = find_text(request, b"://")?;
     let start = request[..sep]
@@ -132,21 +133,67 @@ impl LineFormat for Alibaba {
         if line.trim_ascii().is_empty() {
             return Line::Skip;
         }
-        let mut t = [&b""[..]; NEEDED];
-        let found = match self.marker {
+        match self.marker {
             Some(m) => {
-                m.mark_each(line, ENDS, &mut self.ends);
-                let [spaces, quotes, brackets] = &self.ends;
-                tokens(line, &mut t, |from, b| match b {
-                    b' ' => marks::next(spaces, from),
-                    b'"' => marks::next(quotes, from),
-                    _ => marks::next(brackets, from),
-                })
+                let mut ends = std::mem::take(&mut self.ends);
+                m.mark_each(line, ENDS, &mut ends);
+                let [spaces, quotes, brackets] = &ends;
+                let read = self.read(line, [spaces, quotes, brackets], time);
+                self.ends = ends;
+                read
             }
-            None => tokens(line, &mut t, |from, b| {
-                find(line.get(from..)?, b).map(|p| from + p)
-            }),
-        };
+            None => {
+                let mut t = [&b""[..]; NEEDED];
+                let found = tokens(line, &mut t, |from, b| {
+                    find(line.get(from..)?, b).map(|p| from + p)
+                });
+                self.finish(&t, found, time)
+            }
+        }
+    }
+
+    fn marks(&self) -> Option<(Marker, [u8; 4])> {
+        let [a, b, c] = ENDS;
+        self.marker.map(|m| (m, [a, b, c, c]))
+    }
+
+    #[inline]
+    fn parse_marked<'a>(
+        &mut self,
+        line: &'a [u8],
+        marks: &[Vec<u64>; 4],
+        time: &mut TimeParser,
+    ) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        let [spaces, quotes, brackets, _] = marks;
+        self.read(line, [spaces, quotes, brackets], time)
+    }
+}
+
+impl Alibaba {
+    /// A line read by the marks of its [`ENDS`], in that order.
+    #[inline(always)]
+    fn read<'a>(&self, line: &'a [u8], ends: [&Vec<u64>; 3], time: &mut TimeParser) -> Line<'a> {
+        let [spaces, quotes, brackets] = ends;
+        let mut t = [&b""[..]; NEEDED];
+        let found = tokens(line, &mut t, |from, b| match b {
+            b' ' => marks::next(spaces, from),
+            b'"' => marks::next(quotes, from),
+            _ => marks::next(brackets, from),
+        });
+        self.finish(&t, found, time)
+    }
+
+    /// A line's fetch from its first `found` tokens (as [`tokens`] gives them).
+    #[inline(always)]
+    fn finish<'a>(
+        &self,
+        t: &[&'a [u8]; NEEDED],
+        found: Option<usize>,
+        time: &mut TimeParser,
+    ) -> Line<'a> {
         match found {
             Some(NEEDED) => {}
             _ => return Line::Bad(Reason::FormatMismatch),

@@ -112,6 +112,26 @@ pub enum Line<'a> {
 pub trait LineFormat: Send {
     /// Reads a line; `time` caches calendar work between lines.
     fn parse<'a>(&mut self, line: &'a [u8], time: &mut TimeParser) -> Line<'a>;
+
+    /// Where this reader reads lines by their marks ([`marks`]): the bytes it marks. The
+    /// feed then marks each line as it finds the line's end, and reads it with
+    /// [`LineFormat::parse_marked`].
+    fn marks(&self) -> Option<(marks::Marker, [u8; 4])> {
+        None
+    }
+
+    /// [`LineFormat::parse`] of a line whose [`LineFormat::marks`] are `marks` (a mask per
+    /// byte, no bit past the line's end).
+    #[inline]
+    fn parse_marked<'a>(
+        &mut self,
+        line: &'a [u8],
+        marks: &[Vec<u64>; 4],
+        time: &mut TimeParser,
+    ) -> Line<'a> {
+        let _ = marks;
+        self.parse(line, time)
+    }
 }
 
 /// `--origin-statuses`, lower-cased: which cache statuses mean an origin fetch, replacing a

@@ -361,16 +361,57 @@ impl LineFormat for Nginx {
         if line.trim_ascii().is_empty() {
             return Line::Skip;
         }
-        let vals = match self.marker {
+        match self.marker {
             Some((m, set)) => {
-                m.mark_each(line, set, &mut self.starts);
-                let starts = &self.starts;
-                self.values(line, |from, text| marks::next(&starts[text.class], from))
+                let mut starts = std::mem::take(&mut self.starts);
+                m.mark_each(line, set, &mut starts);
+                let read = self.read_marked(line, &starts, time);
+                self.starts = starts;
+                read
             }
-            None => self.values(line, |from, text| {
-                swar::find(line.get(from..)?, *text.bytes.first()?).map(|p| from + p)
-            }),
-        };
+            None => {
+                let vals = self.values(line, |from, text| {
+                    swar::find(line.get(from..)?, *text.bytes.first()?).map(|p| from + p)
+                });
+                self.finish(vals, time)
+            }
+        }
+    }
+
+    fn marks(&self) -> Option<(Marker, [u8; 4])> {
+        self.marker
+    }
+
+    #[inline]
+    fn parse_marked<'a>(
+        &mut self,
+        line: &'a [u8],
+        marks: &[Vec<u64>; 4],
+        time: &mut TimeParser,
+    ) -> Line<'a> {
+        if line.trim_ascii().is_empty() {
+            return Line::Skip;
+        }
+        self.read_marked(line, marks, time)
+    }
+}
+
+impl Nginx {
+    /// A line read by the marks of its texts' first bytes.
+    #[inline(always)]
+    fn read_marked<'a>(
+        &self,
+        line: &'a [u8],
+        starts: &[Vec<u64>; 4],
+        time: &mut TimeParser,
+    ) -> Line<'a> {
+        let vals = self.values(line, |from, text| marks::next(&starts[text.class], from));
+        self.finish(vals, time)
+    }
+
+    /// A line's fetch from its variables' values (`None`: it does not match the format).
+    #[inline(always)]
+    fn finish<'a>(&self, vals: Option<[Option<&'a [u8]>; 8]>, time: &mut TimeParser) -> Line<'a> {
         let Some(vals) = vals else {
             return Line::Bad(Reason::FormatMismatch);
         };
