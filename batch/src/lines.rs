@@ -192,7 +192,7 @@ pub fn feed<F: LineFormat + ?Sized>(
             let raw = cut.unwrap_or(raw);
             if raw.len() > max_line {
                 agg.bad_line(Reason::LineTooLong, line, raw);
-            } else {
+            } else if !raw.trim_ascii().is_empty() {
                 if cut.is_some() {
                     // The CR is no part of the line: neither is a mark of it.
                     let (word, bit) = (raw.len() / 64, raw.len() % 64);

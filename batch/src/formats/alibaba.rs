@@ -164,9 +164,6 @@ impl LineFormat for Alibaba {
         marks: &[Vec<u64>; 4],
         time: &mut TimeParser,
     ) -> Line<'a> {
-        if line.trim_ascii().is_empty() {
-            return Line::Skip;
-        }
         let [spaces, quotes, brackets, _] = marks;
         self.read(line, [spaces, quotes, brackets], time)
     }

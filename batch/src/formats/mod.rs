@@ -120,8 +120,8 @@ pub trait LineFormat: Send {
         None
     }
 
-    /// [`LineFormat::parse`] of a line whose [`LineFormat::marks`] are `marks` (a mask per
-    /// byte, no bit past the line's end).
+    /// [`LineFormat::parse`] of a line that is not blank (the feed skips those) and whose
+    /// [`LineFormat::marks`] are `marks` (a mask per byte, no bit past the line's end).
     #[inline]
     fn parse_marked<'a>(
         &mut self,

@@ -389,9 +389,6 @@ impl LineFormat for Nginx {
         marks: &[Vec<u64>; 4],
         time: &mut TimeParser,
     ) -> Line<'a> {
-        if line.trim_ascii().is_empty() {
-            return Line::Skip;
-        }
         self.read_marked(line, marks, time)
     }
 }
