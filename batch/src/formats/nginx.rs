@@ -3,7 +3,7 @@
 //! fetch when `$upstream_bytes_received` (or `$upstream_response_length`) is not `-`; its
 //! bytes are the sum of that list (`123, 456 : 789`: one per upstream tried).
 
-use super::marks::{self, Marker};
+use super::marks::Marker;
 use super::swar;
 use super::{Line, LineFormat, OriginRule, Parsed};
 use crate::fields::{self, TimeParser};
@@ -201,11 +201,22 @@ impl Lit {
 }
 
 /// A `log_format` as the reader walks it: the text it starts with, then each variable with
-/// the text after it (`None` for a variable that ends the line).
+/// the text after it.
 #[derive(Debug, Clone)]
 struct Steps {
     head: Option<Lit>,
-    vars: Vec<(Role, Option<Lit>)>,
+    vars: Vec<Var>,
+}
+
+/// A variable of the format as the reader walks it.
+#[derive(Debug, Clone)]
+struct Var {
+    role: Role,
+    /// The text after it (`None` for a variable that ends the line).
+    after: Option<Lit>,
+    /// Whether the text before it is one byte, the same as `after`'s first: the search for
+    /// its end then goes on from the mark that ended the variable before (see [`Finder`]).
+    chained: bool,
 }
 
 /// The next piece as a text, taken only if it is one.
@@ -224,7 +235,7 @@ impl Steps {
     fn new(format: &NginxFormat) -> Steps {
         let mut pieces = format.pieces.iter().peekable();
         let head = text(&mut pieces);
-        let mut vars = Vec::new();
+        let mut vars: Vec<Var> = Vec::new();
         while let Some(piece) = pieces.next() {
             // Texts and variables alternate (adjacent texts are one, adjacent variables are
             // refused by `compile`).
@@ -234,26 +245,83 @@ impl Steps {
                     t.ends_list = matches!(role, Role::Upstream | Role::UpstreamStatus)
                         && t.bytes.first() == Some(&b' ');
                 }
-                vars.push((*role, after));
+                let before = vars.last().and_then(|v| v.after.as_ref());
+                let chained = match (before, &after) {
+                    (Some(b), Some(a)) => b.bytes.len() == 1 && a.bytes.first() == b.bytes.first(),
+                    _ => false,
+                };
+                vars.push(Var {
+                    role: *role,
+                    after,
+                    chained,
+                });
             }
         }
         Steps { head, vars }
     }
 }
 
+/// Finds where a text's first byte is next in the line at hand.
+trait Finder {
+    /// The first place at or after `from` with `text`'s first byte. `chained`: the place this
+    /// finder gave last had that byte too, and `from` is the place after it.
+    fn next(&mut self, line: &[u8], from: usize, text: &Lit, chained: bool) -> Option<usize>;
+}
+
+/// Searches the line eight bytes at a time.
+struct Search;
+
+impl Finder for Search {
+    #[inline(always)]
+    fn next(&mut self, line: &[u8], from: usize, text: &Lit, _: bool) -> Option<usize> {
+        swar::find(line.get(from..)?, *text.bytes.first()?).map(|p| from + p)
+    }
+}
+
+/// Reads the line's marks, one mask per first byte of the format's texts. It keeps the word
+/// of the place it gave last, that place's bit the lowest, so a chained search is the next bit
+/// of that word: the places of a run of space-separated values come one after another from a
+/// register, where a search from each place made each wait on the one before it (a shift of
+/// a word loaded again, then a count).
+struct Marks<'m> {
+    starts: &'m [Vec<u64>; 4],
+    word: usize,
+    bits: u64,
+}
+
+impl Finder for Marks<'_> {
+    #[inline(always)]
+    fn next(&mut self, _: &[u8], from: usize, text: &Lit, chained: bool) -> Option<usize> {
+        let marks = &self.starts[text.class];
+        let (mut k, mut w) = if chained {
+            (self.word, self.bits & self.bits.wrapping_sub(1))
+        } else {
+            let k = from / 64;
+            (k, *marks.get(k)? & (u64::MAX << (from % 64)))
+        };
+        while w == 0 {
+            k += 1;
+            w = *marks.get(k)?;
+        }
+        self.word = k;
+        self.bits = w;
+        Some(k * 64 + w.trailing_zeros() as usize)
+    }
+}
+
 /// Where a variable's value that starts at `at` ends: at the next `text`, except that an
-/// upstream list (`502, 200 : 304`) does not end inside one of its own separators. `next`
-/// gives the next place at or after a position where `text`'s first byte is.
-#[inline]
+/// upstream list (`502, 200 : 304`) does not end inside one of its own separators.
+/// `chained` as in [`Finder::next`].
+#[inline(always)]
 fn value_end(
     line: &[u8],
     at: usize,
     text: &Lit,
-    next: &impl Fn(usize, &Lit) -> Option<usize>,
+    chained: bool,
+    find: &mut impl Finder,
 ) -> Option<usize> {
-    let mut from = at;
+    let mut p = find.next(line, at, text, chained)?;
     loop {
-        let p = next(from, text)?;
         if text.after_first(line, p) {
             let inside = text.ends_list
                 && (line[..p].ends_with(b",")
@@ -263,7 +331,7 @@ fn value_end(
                 return Some(p);
             }
         }
-        from = p + 1;
+        p = find.next(line, p + 1, text, true)?;
     }
 }
 
@@ -306,7 +374,7 @@ impl Nginx {
             for lit in steps
                 .head
                 .iter_mut()
-                .chain(steps.vars.iter_mut().filter_map(|v| v.1.as_mut()))
+                .chain(steps.vars.iter_mut().filter_map(|v| v.after.as_mut()))
             {
                 lit.class = set
                     .iter()
@@ -322,15 +390,10 @@ impl Nginx {
         }
     }
 
-    /// The line's variables by role, `None` if the line does not match the format; `next` as
-    /// in [`value_end`]. Each text is compared once: where a value ends at a text, that text
-    /// is known to be there.
-    #[inline]
-    fn values<'a>(
-        &self,
-        line: &'a [u8],
-        next: impl Fn(usize, &Lit) -> Option<usize>,
-    ) -> Option<[Option<&'a [u8]>; 8]> {
+    /// The line's variables by role, `None` if the line does not match the format. Each text
+    /// is compared once: where a value ends at a text, that text is known to be there.
+    #[inline(always)]
+    fn values<'a>(&self, line: &'a [u8], mut find: impl Finder) -> Option<[Option<&'a [u8]>; 8]> {
         let mut vals: [Option<&'a [u8]>; 8] = [None; 8];
         let mut at = 0;
         if let Some(head) = &self.steps.head {
@@ -339,15 +402,15 @@ impl Nginx {
             }
             at = head.bytes.len();
         }
-        for (role, after) in &self.steps.vars {
-            match after {
+        for var in &self.steps.vars {
+            match &var.after {
                 Some(text) => {
-                    let end = value_end(line, at, text, &next)?;
-                    vals[*role as usize] = Some(&line[at..end]);
+                    let end = value_end(line, at, text, var.chained, &mut find)?;
+                    vals[var.role as usize] = Some(&line[at..end]);
                     at = end + text.bytes.len();
                 }
                 None => {
-                    vals[*role as usize] = Some(&line[at..]);
+                    vals[var.role as usize] = Some(&line[at..]);
                     at = line.len();
                 }
             }
@@ -370,9 +433,7 @@ impl LineFormat for Nginx {
                 read
             }
             None => {
-                let vals = self.values(line, |from, text| {
-                    swar::find(line.get(from..)?, *text.bytes.first()?).map(|p| from + p)
-                });
+                let vals = self.values(line, Search);
                 self.finish(vals, time)
             }
         }
@@ -402,7 +463,14 @@ impl Nginx {
         starts: &[Vec<u64>; 4],
         time: &mut TimeParser,
     ) -> Line<'a> {
-        let vals = self.values(line, |from, text| marks::next(&starts[text.class], from));
+        let vals = self.values(
+            line,
+            Marks {
+                starts,
+                word: 0,
+                bits: 0,
+            },
+        );
         self.finish(vals, time)
     }
 
