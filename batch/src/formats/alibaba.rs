@@ -4,7 +4,7 @@
 //!
 //! `[9/Jun/2015:01:58:09 +0800] 10.10.10.10 - 1542 "-" "GET http://www.aliyun.com/index.html" 200 191 2830 MISS "UA" "text/html"`
 
-use super::marks::{self, Marker};
+use super::marks::{Cursor, Marker};
 use super::swar::{find, find_text, first_equal, word};
 use super::{Line, LineFormat, OriginRule, Parsed};
 use crate::fields::{self, TimeParser};
@@ -43,51 +43,71 @@ impl Alibaba {
 /// The bytes that end a token.
 const ENDS: [u8; 3] = [b' ', b'"', b']'];
 
-/// The first `N` tokens: `[...]` and `"..."` (with `\"` inside) are one token each, without
-/// their brackets or quotes; `None` if a bracket or quote is never closed. `find(from, b)` is
-/// where `b` (one of [`ENDS`]) next is at or after `from`.
+/// The first [`NEEDED`] tokens: `[...]` and `"..."` (with `\"` inside) are one token each,
+/// without their brackets or quotes; `None` if a bracket or quote is never closed, else how
+/// many there are (fewer at the line's end). `find(from, b)` is where `b` (one of [`ENDS`])
+/// next is at or after `from`.
 #[inline(always)]
-fn tokens<'a, const N: usize>(
+fn tokens<'a>(
     line: &'a [u8],
-    out: &mut [&'a [u8]; N],
-    find: impl Fn(usize, u8) -> Option<usize>,
+    out: &mut [&'a [u8]; NEEDED],
+    mut find: impl FnMut(usize, u8) -> Option<usize>,
 ) -> Option<usize> {
-    let mut n = 0;
     let mut i = 0;
-    while n < N {
-        while i < line.len() && line[i] == b' ' {
-            i += 1;
-        }
-        if i >= line.len() {
-            break;
-        }
-        let (start, end, next) = match line[i] {
-            b'[' => {
-                let close = find(i + 1, b']')?;
-                (i + 1, close, close + 1)
+    // Written out token by token: the test of each token's first byte (`[`, `"` or another)
+    // is then a branch of its own, each place's way learnt apart, where one branch for all
+    // ten had to learn their pattern.
+    macro_rules! take {
+        ($($n:literal)*) => {$(
+            match token(line, &mut i, &mut find)? {
+                Some(t) => out[$n] = t,
+                None => return Some($n),
             }
-            b'"' => {
-                let mut j = i + 1;
-                loop {
-                    let q = find(j, b'"')?;
-                    // A quote after an odd run of backslashes is escaped.
-                    let slashes = line[j..q].iter().rev().take_while(|&&b| b == b'\\').count();
-                    if slashes % 2 == 0 {
-                        break (i + 1, q, q + 1);
-                    }
-                    j = q + 1;
-                }
-            }
-            _ => {
-                let end = find(i, b' ').unwrap_or(line.len());
-                (i, end, end)
-            }
-        };
-        out[n] = &line[start..end];
-        n += 1;
-        i = next;
+        )*};
     }
-    Some(n)
+    take!(0 1 2 3 4 5 6 7 8 9);
+    Some(NEEDED)
+}
+
+/// The token at or after `*i` (spaces skipped), `*i` moved past it; `Some(None)` at the line's
+/// end, `None` if its bracket or quote is never closed.
+#[inline(always)]
+fn token<'a>(
+    line: &'a [u8],
+    i: &mut usize,
+    find: &mut impl FnMut(usize, u8) -> Option<usize>,
+) -> Option<Option<&'a [u8]>> {
+    let mut at = *i;
+    while at < line.len() && line[at] == b' ' {
+        at += 1;
+    }
+    let Some(&first) = line.get(at) else {
+        return Some(None);
+    };
+    let (start, end, next) = match first {
+        b'[' => {
+            let close = find(at + 1, b']')?;
+            (at + 1, close, close + 1)
+        }
+        b'"' => {
+            let mut j = at + 1;
+            loop {
+                let q = find(j, b'"')?;
+                // A quote after an odd run of backslashes is escaped.
+                let slashes = line[j..q].iter().rev().take_while(|&&b| b == b'\\').count();
+                if slashes % 2 == 0 {
+                    break (at + 1, q, q + 1);
+                }
+                j = q + 1;
+            }
+        }
+        _ => {
+            let end = find(at, b' ').unwrap_or(line.len());
+            (at, end, end)
+        }
+    };
+    *i = next;
+    Some(Some(&line[start..end]))
 }
 
 /// Scheme and host of the URL in a request field (`GET http://host:port/path HTTP/1.1`): the
@@ -175,10 +195,12 @@ impl Alibaba {
     fn read<'a>(&self, line: &'a [u8], ends: [&Vec<u64>; 3], time: &mut TimeParser) -> Line<'a> {
         let [spaces, quotes, brackets] = ends;
         let mut t = [&b""[..]; NEEDED];
+        // A cursor a byte: a run of space-ended tokens takes each end from the one before.
+        let mut cursors = [spaces, quotes, brackets].map(|m| Cursor::new(m));
         let found = tokens(line, &mut t, |from, b| match b {
-            b' ' => marks::next(spaces, from),
-            b'"' => marks::next(quotes, from),
-            _ => marks::next(brackets, from),
+            b' ' => cursors[0].next(from),
+            b'"' => cursors[1].next(from),
+            _ => cursors[2].next(from),
         });
         self.finish(&t, found, time)
     }
