@@ -5,6 +5,7 @@ use crate::fields::TimeParser;
 use crate::formats::alibaba::Alibaba;
 use crate::formats::cloudfront::Cloudfront;
 use crate::formats::json::{Cloudflare, JsonFields, Jsonl};
+use crate::formats::marks::{LineEnd, LineMarks, Marker};
 use crate::formats::nginx::{Nginx, NginxFormat};
 use crate::formats::{Format, Line, LineFormat, OriginRule};
 use crate::rejects::Reason;
@@ -176,44 +177,38 @@ pub fn feed<F: LineFormat + ?Sized>(
     max_line: usize,
     agg: &mut Aggregator,
 ) -> Fed {
+    if let Some((marker, [a, b, c, d])) = format.marks() {
+        // A format of three bytes repeats its third as its fourth: marked three times a block,
+        // not four.
+        return if c == d {
+            feed_marked(
+                format,
+                marker,
+                [a, b, c],
+                time,
+                buf,
+                eof,
+                first_line,
+                max_line,
+                agg,
+            )
+        } else {
+            feed_marked(
+                format,
+                marker,
+                [a, b, c, d],
+                time,
+                buf,
+                eof,
+                first_line,
+                max_line,
+                agg,
+            )
+        };
+    }
     let mut start = 0;
     let mut line = first_line;
     let mut batch = Vec::with_capacity(BATCH);
-    if let Some((marker, bytes)) = format.marks() {
-        let mut marks: [Vec<u64>; 4] = Default::default();
-        while let Some(rest) = buf.get(start..).filter(|r| !r.is_empty()) {
-            let end = match marker.mark_line(rest, bytes, &mut marks) {
-                Some(i) => start + i,
-                None if eof => buf.len(),
-                None => break,
-            };
-            let raw = &buf[start..end];
-            let cut = raw.strip_suffix(b"\r");
-            let raw = cut.unwrap_or(raw);
-            if raw.len() > max_line {
-                agg.bad_line(Reason::LineTooLong, line, raw);
-            } else if !raw.trim_ascii().is_empty() {
-                if cut.is_some() {
-                    // The CR is no part of the line: neither is a mark of it.
-                    let (word, bit) = (raw.len() / 64, raw.len() % 64);
-                    for m in &mut marks {
-                        if let Some(w) = m.get_mut(word) {
-                            *w &= !(1u64 << bit);
-                        }
-                    }
-                }
-                let parsed = format.parse_marked(raw, &marks, time);
-                add(parsed, raw, line, agg, &mut batch);
-            }
-            line += 1;
-            start = (end + 1).min(buf.len());
-        }
-        agg.fetch_all(&batch);
-        return Fed {
-            consumed: start,
-            lines: line - first_line,
-        };
-    }
     loop {
         let end = match memchr::memchr(b'\n', &buf[start..]) {
             Some(i) => start + i,
@@ -228,6 +223,66 @@ pub fn feed<F: LineFormat + ?Sized>(
         if end == buf.len() {
             break;
         }
+    }
+    agg.fetch_all(&batch);
+    Fed {
+        consumed: start,
+        lines: line - first_line,
+    }
+}
+
+/// [`feed`] for a format read by its marks, of `bytes`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn feed_marked<F: LineFormat + ?Sized, const N: usize>(
+    format: &mut F,
+    marker: Marker,
+    bytes: [u8; N],
+    time: &mut TimeParser,
+    buf: &[u8],
+    eof: bool,
+    first_line: u64,
+    max_line: usize,
+    agg: &mut Aggregator,
+) -> Fed {
+    let mut start = 0;
+    let mut line = first_line;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut marks = LineMarks::<N>::default();
+    let mut long: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
+    while let Some(rest) = buf.get(start..).filter(|r| !r.is_empty()) {
+        let (end, marked) = match marker.mark_line(rest, bytes, &mut marks) {
+            LineEnd::Newline(i) => (start + i, true),
+            LineEnd::Open if eof => (buf.len(), true),
+            LineEnd::Open => break,
+            // Lines of over LINE_BLOCKS blocks (rare) are marked apart, once their end is
+            // found.
+            LineEnd::Long => match memchr::memchr(b'\n', rest) {
+                Some(i) => (start + i, false),
+                None if eof => (buf.len(), false),
+                None => break,
+            },
+        };
+        let raw = &buf[start..end];
+        let cut = raw.strip_suffix(b"\r");
+        let raw = cut.unwrap_or(raw);
+        if raw.len() > max_line {
+            agg.bad_line(Reason::LineTooLong, line, raw);
+        } else if !raw.trim_ascii().is_empty() {
+            let parsed = if marked {
+                if cut.is_some() {
+                    // The CR is no part of the line: neither is a mark of it.
+                    marks.unmark(raw.len());
+                }
+                format.parse_marked(raw, &marks.each(), time)
+            } else {
+                marker.mark_each(raw, bytes, &mut long);
+                format.parse_marked(raw, &long.each_ref().map(Vec::as_slice), time)
+            };
+            add(parsed, raw, line, agg, &mut batch);
+        }
+        line += 1;
+        start = (end + 1).min(buf.len());
     }
     agg.fetch_all(&batch);
     Fed {
@@ -339,8 +394,9 @@ mod tests {
     proptest::proptest! {
         /// Lines fed (each marked as its end is found, their fetches added in batches) come
         /// to the same totals, counters and rejects as each line read and added on its own,
-        /// with future lines, bad domains, expired minutes, bad lines, CRs and lines longer
-        /// than a block of marks among them, over more lines than a batch.
+        /// with future lines, bad domains, expired minutes, bad lines, CRs, lines longer
+        /// than a block of marks and than the blocks held among them, over more lines than a
+        /// batch.
         #[test]
         fn batched_adds_equal_adds_one_at_a_time(
             lines in proptest::collection::vec(
@@ -348,15 +404,18 @@ mod tests {
                  0u64..1000, 0usize..4, 0usize..140, proptest::bool::ANY,
                  proptest::option::weighted(0.2, 0usize..200)),
                 0..150),
+            bracketed in proptest::bool::ANY,
         ) {
-            let f = NginxFormat::compile("[$time_iso8601] $host $status $upstream_bytes_received \"$http_user_agent\"").unwrap();
+            // Texts of four first bytes, or (without the brackets) of two, marked as three.
+            let (open, close) = if bracketed { ("[", "]") } else { ("", "") };
+            let f = NginxFormat::compile(&format!("{open}$time_iso8601{close} $host $status $upstream_bytes_received \"$http_user_agent\"")).unwrap();
             let times = ["2019-12-10T20:00:13Z", "2019-12-10T21:59:00Z", "2019-12-11T00:00:00Z",
                 "2030-01-01T00:00:00Z", "2019-11-01T00:00:00Z", "nope"];
             let statuses = ["200", "304", "502", "-"];
             // Some lines cut short: they do not match, and their reads search past their end.
             let text: String = lines.iter().map(|(t, host, bytes, st, ua, cr, cut)| {
                 let (ua, cr) = ("ab ".repeat(*ua / 3), if *cr { "\r" } else { "" });
-                let mut l = format!("[{}] {host} {} {bytes} \"{ua}\"", times[*t], statuses[*st]);
+                let mut l = format!("{open}{}{close} {host} {} {bytes} \"{ua}\"", times[*t], statuses[*st]);
                 l.truncate(cut.unwrap_or(l.len()).min(l.len()));
                 format!("{l}{cr}\n")
             }).collect();

@@ -157,8 +157,7 @@ impl LineFormat for Alibaba {
             Some(m) => {
                 let mut ends = std::mem::take(&mut self.ends);
                 m.mark_each(line, ENDS, &mut ends);
-                let [spaces, quotes, brackets] = &ends;
-                let read = self.read(line, [spaces, quotes, brackets], time);
+                let read = self.read(line, &ends.each_ref().map(Vec::as_slice), time);
                 self.ends = ends;
                 read
             }
@@ -181,22 +180,23 @@ impl LineFormat for Alibaba {
     fn parse_marked<'a>(
         &mut self,
         line: &'a [u8],
-        marks: &[Vec<u64>; 4],
+        marks: &[&[u64]],
         time: &mut TimeParser,
     ) -> Line<'a> {
-        let [spaces, quotes, brackets, _] = marks;
-        self.read(line, [spaces, quotes, brackets], time)
+        self.read(line, marks, time)
     }
 }
 
 impl Alibaba {
     /// A line read by the marks of its [`ENDS`], in that order.
     #[inline(always)]
-    fn read<'a>(&self, line: &'a [u8], ends: [&Vec<u64>; 3], time: &mut TimeParser) -> Line<'a> {
-        let [spaces, quotes, brackets] = ends;
+    fn read<'a>(&self, line: &'a [u8], ends: &[&[u64]], time: &mut TimeParser) -> Line<'a> {
+        let &[spaces, quotes, brackets, ..] = ends else {
+            return Line::Bad(Reason::FormatMismatch);
+        };
         let mut t = [&b""[..]; NEEDED];
         // A cursor a byte: a run of space-ended tokens takes each end from the one before.
-        let mut cursors = [spaces, quotes, brackets].map(|m| Cursor::new(m));
+        let mut cursors = [spaces, quotes, brackets].map(Cursor::new);
         let found = tokens(line, &mut t, |from, b| match b {
             b' ' => cursors[0].next(from),
             b'"' => cursors[1].next(from),

@@ -10,6 +10,58 @@
 #[derive(Debug, Clone, Copy)]
 pub struct Marker(());
 
+/// Lines up to this many 64-byte blocks are marked into fixed arrays ([`LineMarks`]);
+/// longer ones are left to the caller. Unit tests hold two, so that their lines of a few
+/// hundred bytes take both ways.
+pub const LINE_BLOCKS: usize = if cfg!(test) { 2 } else { 64 };
+
+/// One line's marks, a fixed array per byte: written in place, where a push onto a vector
+/// per byte and block checked its room and stored its length each time.
+#[derive(Debug, Clone)]
+pub struct LineMarks<const N: usize> {
+    words: [[u64; LINE_BLOCKS]; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for LineMarks<N> {
+    fn default() -> Self {
+        LineMarks {
+            words: [[0; LINE_BLOCKS]; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> LineMarks<N> {
+    /// The marks of each byte, as [`Marker::mark_each`] gives them.
+    #[inline]
+    pub fn each(&self) -> [&[u64]; N] {
+        std::array::from_fn(|i| &self.words[i][..self.len])
+    }
+
+    /// Takes byte `at`'s marks off (a CR before the newline is no part of the line).
+    #[inline]
+    pub fn unmark(&mut self, at: usize) {
+        let (word, bit) = (at / 64, at % 64);
+        if word < self.len {
+            for w in &mut self.words {
+                w[word] &= !(1u64 << bit);
+            }
+        }
+    }
+}
+
+/// Where [`Marker::mark_line`] found the line's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnd {
+    /// At this newline.
+    Newline(usize),
+    /// The buffer ends first; its bytes are all marked.
+    Open,
+    /// Past [`LINE_BLOCKS`] blocks: nothing is marked.
+    Long,
+}
+
 impl Marker {
     /// A marker where this CPU has AVX2, `None` elsewhere.
     pub fn new() -> Option<Marker> {
@@ -55,19 +107,16 @@ impl Marker {
     }
 
     /// Marks the line that starts `buf`, up to its first newline (or all of `buf` without
-    /// one), as [`Marker::mark_each`] marks a line, and says where that newline is. One pass
-    /// finds the line's end and marks it, where a search for the newline first read each line
-    /// twice (10M lines, one thread: Alibaba 0.95 of the read phase, nginx 0.96).
+    /// one), into `out` as [`Marker::mark_each`] marks a line, and says where that newline is.
+    /// One pass finds the line's end and marks it, where a search for the newline first read
+    /// each line twice (10M lines, one thread: Alibaba 0.95 of the read phase, nginx 0.96).
     #[inline]
     pub fn mark_line<const N: usize>(
         self,
         buf: &[u8],
         bytes: [u8; N],
-        out: &mut [Vec<u64>; N],
-    ) -> Option<usize> {
-        for o in out.iter_mut() {
-            o.clear();
-        }
+        out: &mut LineMarks<N>,
+    ) -> LineEnd {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: a `Marker` exists only where the CPU has AVX2 (`Marker::new`).
@@ -76,8 +125,8 @@ impl Marker {
         // No `Marker` is made here.
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (buf, bytes);
-            None
+            let _ = (buf, bytes, out);
+            LineEnd::Long
         }
     }
 
@@ -124,54 +173,58 @@ fn blocks_avx2<const N: usize>(line: &[u8], bytes: [u8; N], mut each: impl FnMut
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn mark_line_avx2<const N: usize>(
-    buf: &[u8],
-    bytes: [u8; N],
-    out: &mut [Vec<u64>; N],
-) -> Option<usize> {
-    // Pushes a block's masks, cut before its newline if it has one; gives that newline.
+fn mark_line_avx2<const N: usize>(buf: &[u8], bytes: [u8; N], out: &mut LineMarks<N>) -> LineEnd {
+    // Keeps a block's masks, cut before its newline if it has one; gives that newline.
     #[inline(always)]
-    fn push<const N: usize>(
-        out: &mut [Vec<u64>; N],
-        at: usize,
+    fn keep<const N: usize>(
+        out: &mut LineMarks<N>,
+        k: usize,
         (masks, newlines): ([u64; N], u64),
-    ) -> Option<usize> {
+    ) -> LineEnd {
         let live = if newlines == 0 {
             u64::MAX
         } else {
             (1u64 << newlines.trailing_zeros()) - 1
         };
-        for (o, m) in out.iter_mut().zip(masks) {
-            o.push(m & live);
+        for (o, m) in out.words.iter_mut().zip(masks) {
+            o[k] = m & live;
         }
-        (newlines != 0).then(|| at + newlines.trailing_zeros() as usize)
-    }
-    let mut at = 0;
-    while let Some(block) = buf.get(at..at + 64) {
-        let block: &[u8; 64] = block.try_into().unwrap_or(&[0; 64]);
-        if let Some(end) = push(out, at, equal_and_newlines_avx2(block, bytes)) {
-            return Some(end);
+        out.len = k + 1;
+        match newlines {
+            0 => LineEnd::Open,
+            n => LineEnd::Newline(k * 64 + n.trailing_zeros() as usize),
         }
-        at += 64;
     }
-    let rest = buf.len() - at;
-    if rest == 0 {
-        return None;
+    out.len = 0;
+    for k in 0..LINE_BLOCKS {
+        let at = k * 64;
+        if let Some(block) = buf.get(at..at + 64) {
+            let block: &[u8; 64] = block.try_into().unwrap_or(&[0; 64]);
+            match keep(out, k, equal_and_newlines_avx2(block, bytes)) {
+                LineEnd::Open => continue,
+                end => return end,
+            }
+        }
+        let rest = buf.len() - at;
+        if rest == 0 {
+            return LineEnd::Open;
+        }
+        let shift = 64 - rest;
+        let tail = if buf.len() >= 64 {
+            // The last 64 bytes, shifted down into place (as in `blocks_avx2`).
+            let last: &[u8; 64] = buf[buf.len() - 64..].try_into().unwrap_or(&[0; 64]);
+            let (m, n) = equal_and_newlines_avx2(last, bytes);
+            (m.map(|m| m >> shift), n >> shift)
+        } else {
+            let mut pad = [0u8; 64];
+            pad[..rest].copy_from_slice(&buf[at..]);
+            let (m, n) = equal_and_newlines_avx2(&pad, bytes);
+            let live = (1u64 << rest) - 1;
+            (m.map(|m| m & live), n & live)
+        };
+        return keep(out, k, tail);
     }
-    let shift = 64 - rest;
-    let tail = if buf.len() >= 64 {
-        // The last 64 bytes, shifted down into place (as in `blocks_avx2`).
-        let last: &[u8; 64] = buf[buf.len() - 64..].try_into().unwrap_or(&[0; 64]);
-        let (m, n) = equal_and_newlines_avx2(last, bytes);
-        (m.map(|m| m >> shift), n >> shift)
-    } else {
-        let mut pad = [0u8; 64];
-        pad[..rest].copy_from_slice(&buf[at..]);
-        let (m, n) = equal_and_newlines_avx2(&pad, bytes);
-        let live = (1u64 << rest) - 1;
-        (m.map(|m| m & live), n & live)
-    };
-    push(out, at, tail)
+    LineEnd::Long
 }
 
 /// [`equal_avx2`] and where the block's newlines are, from one load of it.
@@ -332,15 +385,23 @@ mod tests {
             marker.mark_one(&line, mark, &mut out);
             prop_assert_eq!(all(&out).collect::<Vec<_>>(), every);
             // A line cut at its first newline is marked as the line on its own is.
-            let mut line_marks: [Vec<u64>; 2] = Default::default();
+            let mut line_marks = LineMarks::<2>::default();
             let end = marker.mark_line(&line, [mark, other], &mut line_marks);
             let first = line.iter().position(|&b| b == b'\n');
-            prop_assert_eq!(end, first);
+            prop_assert_eq!(end, first.map_or(LineEnd::Open, LineEnd::Newline));
             let cut = &line[..first.unwrap_or(line.len())];
             let mut alone: [Vec<u64>; 2] = Default::default();
             marker.mark_each(cut, [mark, other], &mut alone);
-            for (a, b) in line_marks.iter().zip(&alone) {
+            for (a, b) in line_marks.each().iter().zip(&alone) {
                 prop_assert_eq!(all(a).collect::<Vec<_>>(), all(b).collect::<Vec<_>>());
+            }
+            // A line of more blocks than are held is left unmarked, whole or cut.
+            let long: Vec<u8> = line.iter().copied().filter(|&b| b != b'\n').cycle().take(LINE_BLOCKS * 64 + 1).collect();
+            if long.len() > LINE_BLOCKS * 64 {
+                prop_assert_eq!(marker.mark_line(&long, [mark, other], &mut line_marks), LineEnd::Long);
+                let mut cut = long.clone();
+                cut[LINE_BLOCKS * 64 - 1] = b'\n';
+                prop_assert_eq!(marker.mark_line(&cut, [mark, other], &mut line_marks), LineEnd::Newline(LINE_BLOCKS * 64 - 1));
             }
             let mut each: [Vec<u64>; 3] = Default::default();
             marker.mark_each(&line, [mark, other, b' '], &mut each);

@@ -121,12 +121,13 @@ pub trait LineFormat: Send {
     }
 
     /// [`LineFormat::parse`] of a line that is not blank (the feed skips those) and whose
-    /// [`LineFormat::marks`] are `marks` (a mask per byte, no bit past the line's end).
+    /// [`LineFormat::marks`] are `marks` (a mask per byte, no bit past the line's end; a
+    /// fourth byte the same as the third is not marked again, so three).
     #[inline]
     fn parse_marked<'a>(
         &mut self,
         line: &'a [u8],
-        marks: &[Vec<u64>; 4],
+        marks: &[&[u64]],
         time: &mut TimeParser,
     ) -> Line<'a> {
         let _ = marks;

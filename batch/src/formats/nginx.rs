@@ -284,7 +284,7 @@ impl Finder for Search {
 /// register, where a search from each place made each wait on the one before it (a shift of
 /// a word loaded again, then a count).
 struct Marks<'m> {
-    starts: &'m [Vec<u64>; 4],
+    starts: &'m [&'m [u64]],
     word: usize,
     bits: u64,
 }
@@ -292,7 +292,7 @@ struct Marks<'m> {
 impl Finder for Marks<'_> {
     #[inline(always)]
     fn next(&mut self, _: &[u8], from: usize, text: &Lit, chained: bool) -> Option<usize> {
-        let marks = &self.starts[text.class];
+        let marks = self.starts.get(text.class)?;
         let (mut k, mut w) = if chained {
             (self.word, self.bits & self.bits.wrapping_sub(1))
         } else {
@@ -428,7 +428,7 @@ impl LineFormat for Nginx {
             Some((m, set)) => {
                 let mut starts = std::mem::take(&mut self.starts);
                 m.mark_each(line, set, &mut starts);
-                let read = self.read_marked(line, &starts, time);
+                let read = self.read_marked(line, &starts.each_ref().map(Vec::as_slice), time);
                 self.starts = starts;
                 read
             }
@@ -447,7 +447,7 @@ impl LineFormat for Nginx {
     fn parse_marked<'a>(
         &mut self,
         line: &'a [u8],
-        marks: &[Vec<u64>; 4],
+        marks: &[&[u64]],
         time: &mut TimeParser,
     ) -> Line<'a> {
         self.read_marked(line, marks, time)
@@ -460,7 +460,7 @@ impl Nginx {
     fn read_marked<'a>(
         &self,
         line: &'a [u8],
-        starts: &[Vec<u64>; 4],
+        starts: &[&[u64]],
         time: &mut TimeParser,
     ) -> Line<'a> {
         let vals = self.values(
