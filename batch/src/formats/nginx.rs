@@ -126,6 +126,7 @@ impl NginxFormat {
 }
 
 /// Sums an upstream list (`123, 456 : 789`); `None` when every entry is `-` (no upstream).
+#[inline]
 fn upstream_sum(v: &[u8]) -> Option<Option<u64>> {
     // One upstream's count, as on most lines, read as it is: a list is not one count.
     if v.first().is_some_and(u8::is_ascii_digit)
