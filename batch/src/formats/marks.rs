@@ -5,9 +5,8 @@
 //!
 //! Only where the CPU has AVX2 (a [`Marker`] exists only there); elsewhere the readers search
 //! eight bytes at a time ([`super::swar`]), as they do for lines the marks cannot serve.
-//! Where it has AVX-512BW too, a line marked as its end is found ([`Marker::mark_line`]) is
-//! marked 64 bytes an instruction (10M lines, one thread, read phase: Alibaba 0.95, nginx
-//! 0.99).
+//! Where it has AVX-512BW too, lines are marked 64 bytes an instruction (10M lines, one
+//! thread, read phase: Alibaba 0.95, nginx 0.99).
 
 /// Proof that the CPU has AVX2: [`Marker::new`] gives one only there.
 #[derive(Debug, Clone, Copy)]
@@ -158,8 +157,14 @@ impl Marker {
     fn blocks<const N: usize>(self, line: &[u8], bytes: [u8; N], each: impl FnMut([u64; N])) {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: a `Marker` exists only where the CPU has AVX2 (`Marker::new`).
-            unsafe { blocks_avx2(line, bytes, each) }
+            // SAFETY: as in `mark_line`.
+            unsafe {
+                if self.wide {
+                    blocks_avx512(line, bytes, each)
+                } else {
+                    blocks_avx2(line, bytes, each)
+                }
+            }
         }
         // No `Marker` is made here.
         #[cfg(not(target_arch = "x86_64"))]
@@ -171,10 +176,27 @@ impl Marker {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn blocks_avx2<const N: usize>(line: &[u8], bytes: [u8; N], mut each: impl FnMut([u64; N])) {
+fn blocks_avx2<const N: usize>(line: &[u8], bytes: [u8; N], each: impl FnMut([u64; N])) {
+    blocks_by(line, bytes, each, |b, x| equal_avx2(b, x))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+fn blocks_avx512<const N: usize>(line: &[u8], bytes: [u8; N], each: impl FnMut([u64; N])) {
+    blocks_by(line, bytes, each, |b, x| equal_avx512(b, x))
+}
+
+/// [`Marker::blocks`] with `equal`, which gives a block's marks.
+#[inline(always)]
+fn blocks_by<const N: usize>(
+    line: &[u8],
+    bytes: [u8; N],
+    mut each: impl FnMut([u64; N]),
+    equal: impl Fn(&[u8; 64], [u8; N]) -> [u64; N],
+) {
     let mut blocks = line.chunks_exact(64);
     for block in &mut blocks {
-        each(equal_avx2(block.try_into().unwrap_or(&[0; 64]), bytes));
+        each(equal(block.try_into().unwrap_or(&[0; 64]), bytes));
     }
     let rest = blocks.remainder();
     if !rest.is_empty() && line.len() >= 64 {
@@ -183,13 +205,13 @@ fn blocks_avx2<const N: usize>(line: &[u8], bytes: [u8; N], mut each: impl FnMut
         // read stalls on those stores (over a third of this function's time on nginx lines).
         let shift = 64 - rest.len();
         let last = line.len() - 64;
-        each(equal_avx2(line[last..].try_into().unwrap_or(&[0; 64]), bytes).map(|m| m >> shift));
+        each(equal(line[last..].try_into().unwrap_or(&[0; 64]), bytes).map(|m| m >> shift));
     } else if !rest.is_empty() {
         let mut pad = [0u8; 64];
         pad[..rest.len()].copy_from_slice(rest);
         // The padding's bits are not the line's (whatever bytes are asked for).
         let live = (1u64 << rest.len()) - 1;
-        each(equal_avx2(&pad, bytes).map(|m| m & live));
+        each(equal(&pad, bytes).map(|m| m & live));
     }
 }
 
@@ -264,6 +286,17 @@ fn mark_line_by<const N: usize>(
         return keep(out, k, tail);
     }
     LineEnd::Long
+}
+
+/// [`equal_avx2`] with AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+#[inline]
+fn equal_avx512<const N: usize>(block: &[u8; 64], bytes: [u8; N]) -> [u64; N] {
+    use std::arch::x86_64::*;
+    // SAFETY: `block` holds 64 bytes; loadu has no alignment requirement.
+    let all = unsafe { _mm512_loadu_si512(block.as_ptr() as *const __m512i) };
+    bytes.map(|b| _mm512_cmpeq_epi8_mask(all, _mm512_set1_epi8(b as i8)))
 }
 
 /// [`equal_and_newlines_avx2`] with AVX-512BW: a compare of all 64 bytes gives each mask.
@@ -464,6 +497,9 @@ mod tests {
                 let at: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b).collect();
                 prop_assert_eq!(all(marks).collect::<Vec<_>>(), at);
             }
+            let mut narrow_each: [Vec<u64>; 3] = Default::default();
+            marker.narrow().mark_each(&line, [mark, other, b' '], &mut narrow_each);
+            prop_assert_eq!(narrow_each, each);
         }
     }
 }
