@@ -358,7 +358,7 @@ impl TimeParser {
     /// The minute of the last time read, where `b` differs from it only in its seconds and
     /// their fraction's digits, those seconds the full read takes (`00` to `60`) and that
     /// fraction all digits: then that read gives the same.
-    #[inline]
+    #[inline(always)]
     fn same_minute(&self, b: &[u8]) -> Option<i64> {
         let r = self.recent.as_ref()?;
         if b.len() != r.len {

@@ -126,14 +126,21 @@ impl NginxFormat {
 }
 
 /// Sums an upstream list (`123, 456 : 789`); `None` when every entry is `-` (no upstream).
-#[inline]
+#[inline(always)]
 fn upstream_sum(v: &[u8]) -> Option<Option<u64>> {
-    // One upstream's count, as on most lines, read as it is: a list is not one count.
+    // One upstream's count, as on most lines, read as it is (inline): a list is not one
+    // count.
     if v.first().is_some_and(u8::is_ascii_digit)
         && let Some(n) = fields::parse_bytes(v)
     {
         return Some(Some(n));
     }
+    upstream_list(v)
+}
+
+/// [`upstream_sum`] of a list, or of `-`.
+#[inline(never)]
+fn upstream_list(v: &[u8]) -> Option<Option<u64>> {
     let mut sum: Option<u64> = None;
     for part in v.split(|&b| b == b',' || b == b':') {
         let part = part.trim_ascii();
